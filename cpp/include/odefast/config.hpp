@@ -1,0 +1,27 @@
+// Build-wide configuration shared by the CPU and CUDA translation units.
+#pragma once
+
+#if defined(__CUDACC__)
+#define ODEFAST_HD __host__ __device__
+#define ODEFAST_INLINE __forceinline__
+#else
+#define ODEFAST_HD
+#define ODEFAST_INLINE inline __attribute__((always_inline))
+#endif
+
+#include <cstdint>
+
+namespace odefast {
+
+// Per-trajectory outcome of a solve; the values are part of the Python API (sol.status).
+enum Status : std::int32_t {
+  kSuccess = 0,
+  kMaxSteps = 1,        // max_steps attempted steps were used before reaching t[-1]
+  kStepUnderflow = 2,   // the step size fell below the floating-point resolution of t
+  kNonFinite = 3,       // the state or its derivative became inf/NaN
+};
+
+// Widest lane block the CPU integrator uses: one AVX-512 register of float32 trajectories.
+constexpr int kMaxLanes = 16;
+
+}  // namespace odefast

@@ -1,0 +1,256 @@
+// Built-in vector fields dy/dt = f(t, y; p).
+//
+// Every dynamics type evaluates f on a *lane block*: L trajectories stored structure-of-arrays,
+// y[d * L + l] is component d of lane l. Each lane performs exactly the same sequence of scalar
+// operations whatever L is (explicit fma, no reassociation), so a trajectory's result does not
+// depend on the block it was placed in, on its neighbours, or on the thread that ran it.
+//
+// Parameters are either shared by the block (PerLane = false: p[j]) or per lane
+// (PerLane = true: p[j * L + l]); the flat order is the Python `.params` order.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "config.hpp"
+#include "math.hpp"
+
+namespace odefast {
+
+template <int L, bool PerLane, class S>
+ODEFAST_HD ODEFAST_INLINE S param(const S* p, int j, int l) {
+  return PerLane ? p[j * L + l] : p[j];
+}
+
+// Lorenz: params (sigma, rho, beta).
+template <class S> struct Lorenz {
+  using scalar = S;
+  S* scratch = nullptr;  // unused: no intermediate buffers
+  std::size_t scratch_size(int) const { return 0; }
+  ODEFAST_HD int dim() const { return 3; }
+  ODEFAST_HD int n_params() const { return 3; }
+  template <int L, bool PerLane>
+  ODEFAST_HD void eval(const S* /*t*/, const S* y, S* dy, const S* p) const {
+    for (int l = 0; l < L; ++l) {
+      const S sigma = param<L, PerLane>(p, 0, l), rho = param<L, PerLane>(p, 1, l),
+              beta = param<L, PerLane>(p, 2, l);
+      const S x = y[l], yy = y[L + l], z = y[2 * L + l];
+      dy[l] = sigma * (yy - x);
+      dy[L + l] = x * (rho - z) - yy;
+      dy[2 * L + l] = x * yy - beta * z;
+    }
+  }
+};
+
+// Linear: f = A y + b, params = A (row-major, D x D) then b (D).
+template <class S> struct Linear {
+  using scalar = S;
+  S* scratch = nullptr;  // unused: no intermediate buffers
+  std::size_t scratch_size(int) const { return 0; }
+  int D = 0;
+  ODEFAST_HD int dim() const { return D; }
+  ODEFAST_HD int n_params() const { return D * D + D; }
+  template <int L, bool PerLane>
+  ODEFAST_HD void eval(const S* /*t*/, const S* y, S* dy, const S* p) const {
+    for (int i = 0; i < D; ++i) {
+      S acc[L];
+      for (int l = 0; l < L; ++l) acc[l] = S(0);
+      for (int j = 0; j < D; ++j)
+        for (int l = 0; l < L; ++l)
+          acc[l] = std::fma(param<L, PerLane>(p, i * D + j, l), y[j * L + l], acc[l]);
+      for (int l = 0; l < L; ++l) dy[i * L + l] = acc[l] + param<L, PerLane>(p, D * D + i, l);
+    }
+  }
+};
+
+// Newtonian gravity of n bodies in `dim` dimensions: state = positions (n*dim) then velocities;
+// params = masses (n). a_i = sum_{j != i} G m_j (x_j - x_i) / (|x_j - x_i|^2 + eps^2)^{3/2}.
+template <class S> struct NBody {
+  using scalar = S;
+  S* scratch = nullptr;  // unused: no intermediate buffers
+  std::size_t scratch_size(int) const { return 0; }
+  int n = 0, dim_space = 2;
+  S G = S(1), softening = S(0);
+  ODEFAST_HD int dim() const { return 2 * n * dim_space; }
+  ODEFAST_HD int n_params() const { return n; }
+  template <int L, bool PerLane>
+  ODEFAST_HD void eval(const S* /*t*/, const S* y, S* dy, const S* p) const {
+    const int half = n * dim_space;
+    const S eps2 = softening * softening;
+    for (int i = 0; i < half * L; ++i) dy[i] = y[half * L + i];
+    for (int i = 0; i < n; ++i) {
+      S* acc = dy + (half + i * dim_space) * L;
+      for (int d = 0; d < dim_space * L; ++d) acc[d] = S(0);
+      for (int j = 0; j < n; ++j) {
+        if (j == i) continue;
+        for (int l = 0; l < L; ++l) {
+          S r2 = eps2;
+          for (int d = 0; d < dim_space; ++d) {
+            const S dx = y[(j * dim_space + d) * L + l] - y[(i * dim_space + d) * L + l];
+            r2 = std::fma(dx, dx, r2);
+          }
+          const S w = G * param<L, PerLane>(p, j, l) / (r2 * std::sqrt(r2));
+          for (int d = 0; d < dim_space; ++d) {
+            const S dx = y[(j * dim_space + d) * L + l] - y[(i * dim_space + d) * L + l];
+            acc[d * L + l] = std::fma(w, dx, acc[d * L + l]);
+          }
+        }
+      }
+    }
+  }
+};
+
+enum class Activation : int { Tanh = 0, Relu = 1, Softplus = 2, Sigmoid = 3, Identity = 4 };
+
+template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate(S x) {
+  if constexpr (A == Activation::Tanh) return math::tanh(x);
+  else if constexpr (A == Activation::Relu) return x > S(0) ? x : S(0);
+  else if constexpr (A == Activation::Softplus) return math::softplus(x);
+  else if constexpr (A == Activation::Sigmoid) return math::sigmoid(x);
+  else return x;
+}
+
+// Multi-layer perceptron f(t, y) = W_n act(... act(W_1 [y; t] + b_1) ...) + b_n.
+// params = W1 (row-major, out x in), b1, W2, b2, ...; with time input, W1 has D + 1 columns and
+// the last one multiplies t. Hidden activations use `act`; the output layer is affine.
+//
+// Kernels: with L > 1 lanes, each weight is broadcast and multiplies a vector of lanes; with
+// L == 1 (a lone trajectory) the output units are vectorised instead, using a transposed,
+// zero-padded copy of the weights (`packed`). Both accumulate out_j = b_j + sum_k W_jk x_k with
+// one fma per k in increasing k, so they agree bit for bit.
+template <class S> struct MLP {
+  using scalar = S;
+  static constexpr int kMaxLayers = 16;
+  static constexpr int kUnitBlock = 64 / int(sizeof(S)) * 4;  // 4 AVX-512 registers of units
+  int n_layers = 0;                       // number of affine maps
+  int sizes[kMaxLayers + 1] = {};         // sizes[0] = D (+1 with time input), sizes[n] = D
+  int w_offset[kMaxLayers] = {}, b_offset[kMaxLayers] = {};
+  int max_width = 0;
+  bool time_input = false;
+  Activation act = Activation::Tanh;
+  const S* packed = nullptr;              // L == 1 kernel: per layer, k-major, rows padded
+  int packed_offset[kMaxLayers] = {}, padded_out[kMaxLayers] = {};
+  S* scratch = nullptr;                   // 2 * max_width * L values, owned by the caller
+
+  ODEFAST_HD int dim() const { return sizes[n_layers]; }
+  ODEFAST_HD int n_params() const { return b_offset[n_layers - 1] + sizes[n_layers]; }
+
+  // Host-side set-up from the layer sizes (including input and output).
+  void configure(const std::vector<int>& layer_sizes, Activation a, bool with_time) {
+    n_layers = int(layer_sizes.size()) - 1;
+    time_input = with_time;
+    act = a;
+    int off = 0, poff = 0;
+    max_width = 0;
+    for (int i = 0; i <= n_layers; ++i) {
+      sizes[i] = layer_sizes[i];
+      max_width = sizes[i] > max_width ? sizes[i] : max_width;
+    }
+    for (int i = 0; i < n_layers; ++i) {
+      w_offset[i] = off;
+      off += sizes[i + 1] * sizes[i];
+      b_offset[i] = off;
+      off += sizes[i + 1];
+      padded_out[i] = (sizes[i + 1] + kUnitBlock - 1) / kUnitBlock * kUnitBlock;
+      packed_offset[i] = poff;
+      poff += (sizes[i] + 1) * padded_out[i];  // bias row, then one row per input k
+    }
+  }
+  std::size_t packed_size() const {
+    return std::size_t(packed_offset[n_layers - 1]) + (sizes[n_layers - 1] + 1) * padded_out[n_layers - 1];
+  }
+  void pack(const S* p, S* out) const {
+    for (int i = 0; i < n_layers; ++i) {
+      S* dst = out + packed_offset[i];
+      const int in = sizes[i], o = sizes[i + 1], po = padded_out[i];
+      for (int j = 0; j < po; ++j) dst[j] = j < o ? p[b_offset[i] + j] : S(0);
+      for (int k = 0; k < in; ++k)
+        for (int j = 0; j < po; ++j) dst[(k + 1) * po + j] = j < o ? p[w_offset[i] + j * in + k] : S(0);
+    }
+  }
+  std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + kUnitBlock; }
+
+  template <int L, bool PerLane>
+  ODEFAST_HD void eval(const S* t, const S* y, S* dy, const S* p) const {
+    switch (act) {
+      case Activation::Tanh: return run<L, PerLane, Activation::Tanh>(t, y, dy, p);
+      case Activation::Relu: return run<L, PerLane, Activation::Relu>(t, y, dy, p);
+      case Activation::Softplus: return run<L, PerLane, Activation::Softplus>(t, y, dy, p);
+      case Activation::Sigmoid: return run<L, PerLane, Activation::Sigmoid>(t, y, dy, p);
+      default: return run<L, PerLane, Activation::Identity>(t, y, dy, p);
+    }
+  }
+
+ private:
+  template <int L, bool PerLane, Activation A>
+  ODEFAST_HD void run(const S* t, const S* y, S* dy, const S* p) const {
+    S* bufs[2] = {scratch, scratch + max_width * L};
+    const int D = dim();
+    const S* x = y;
+    if (time_input) {  // the input vector is [y; t]
+      for (int i = 0; i < D * L; ++i) bufs[1][i] = y[i];
+      for (int l = 0; l < L; ++l) bufs[1][D * L + l] = t[l];
+      x = bufs[1];
+    }
+    for (int i = 0; i < n_layers; ++i) {
+      const bool last = i == n_layers - 1;
+      S* out = last ? dy : bufs[i % 2];
+      if (last) layer<L, PerLane, Activation::Identity>(i, x, out, p);
+      else layer<L, PerLane, A>(i, x, out, p);
+      x = out;
+    }
+  }
+
+  template <int L, bool PerLane, Activation A>
+  ODEFAST_HD void layer(int i, const S* x, S* out, const S* p) const {
+    const int in = sizes[i], n_out = sizes[i + 1];
+    const S* W = p + (PerLane ? w_offset[i] * L : w_offset[i]);
+    const S* bias = p + (PerLane ? b_offset[i] * L : b_offset[i]);
+    if constexpr (L == 1 && !PerLane) {
+      if (packed != nullptr) return layer_units<A>(i, x, out);
+    }
+    constexpr int JB = 8;  // output units per register block
+    int j0 = 0;
+    for (; j0 + JB <= n_out; j0 += JB) {
+      S acc[JB][L];
+      for (int jj = 0; jj < JB; ++jj)
+        for (int l = 0; l < L; ++l) acc[jj][l] = param<L, PerLane>(bias, j0 + jj, l);
+      for (int k = 0; k < in; ++k)
+        for (int jj = 0; jj < JB; ++jj)
+          for (int l = 0; l < L; ++l)
+            acc[jj][l] = std::fma(param<L, PerLane>(W, (j0 + jj) * in + k, l), x[k * L + l], acc[jj][l]);
+      for (int jj = 0; jj < JB; ++jj)
+        for (int l = 0; l < L; ++l) out[(j0 + jj) * L + l] = activate<A>(acc[jj][l]);
+    }
+    for (; j0 < n_out; ++j0) {
+      S acc[L];
+      for (int l = 0; l < L; ++l) acc[l] = param<L, PerLane>(bias, j0, l);
+      for (int k = 0; k < in; ++k)
+        for (int l = 0; l < L; ++l)
+          acc[l] = std::fma(param<L, PerLane>(W, j0 * in + k, l), x[k * L + l], acc[l]);
+      for (int l = 0; l < L; ++l) out[j0 * L + l] = activate<A>(acc[l]);
+    }
+  }
+
+  // Lone trajectory: vectorise over output units using the packed (transposed) weights.
+  template <Activation A>
+  ODEFAST_HD void layer_units(int i, const S* x, S* out) const {
+    const int in = sizes[i], n_out = sizes[i + 1], po = padded_out[i];
+    const S* P = packed + packed_offset[i];
+    S* tmp = scratch + 2 * max_width;  // kUnitBlock values past both layer buffers
+    for (int j0 = 0; j0 < po; j0 += kUnitBlock) {
+      S acc[kUnitBlock];
+      for (int jj = 0; jj < kUnitBlock; ++jj) acc[jj] = P[j0 + jj];
+      for (int k = 0; k < in; ++k) {
+        const S xk = x[k];
+        const S* row = P + (k + 1) * po + j0;
+        for (int jj = 0; jj < kUnitBlock; ++jj) acc[jj] = std::fma(row[jj], xk, acc[jj]);
+      }
+      for (int jj = 0; jj < kUnitBlock; ++jj) tmp[jj] = activate<A>(acc[jj]);
+      const int n = n_out - j0 < kUnitBlock ? n_out - j0 : kUnitBlock;
+      for (int jj = 0; jj < n; ++jj) out[j0 + jj] = tmp[jj];
+    }
+  }
+};
+
+}  // namespace odefast

@@ -1,0 +1,417 @@
+// Explicit Runge–Kutta integration of one lane block (L trajectories in lockstep, each with its
+// own time, step size and accept/reject decisions).
+//
+// One step of an s-stage method (tableau M: a, b, b_err, c) from (t, y) with step h:
+//     k_i   = f(t + c_i h, y + h sum_{j<i} a_ij k_j),          i = 0 .. s-1
+//     y_new = y + h sum_i b_i k_i,      err = h sum_i b_err_i k_i   (b_err = b - b_hat)
+// FSAL methods (last row of a equals b, c_{s-1} = 1) reuse k_{s-1} = f(t + h, y_new) as the
+// next step's k_0.
+//
+// Fixed-step methods cover each output interval [t_{i-1}, t_i] with n_i = ceil(|dt_i| / dt)
+// equal steps, so outputs are hit exactly and the step never exceeds dt.
+//
+// Adaptive methods (per lane):
+//   err_norm = RMS_d( err_d / (atol + rtol max(|y_d|, |y_new_d|)) )
+//     (dopri8: Hairer's combination of its 5th- and 3rd-order estimators, as DOP853 does)
+//   accept iff err_norm <= 1; the PI controller with k = error_order + 1
+//     factor = 0.9 err_norm^(-0.7/k) err_prev^(0.4/k),  clamped to [0.2, 10]
+//   (at most 1 right after a rejection; a rejection uses factor = max(0.2, 0.9 err_norm^(-0.7/k))).
+//   The first step comes from Hairer's initial-step heuristic (two evaluations of f) unless
+//   the caller gives dt. Outputs inside a step come from the method's dense output
+//   (bosh3: cubic Hermite, dopri5: Shampine's quartic, tsit5: Tsitouras' quartic) so they
+//   never shorten the steps; dopri8 has no interpolant here and steps exactly onto each output.
+// Step-size control sees primal values only; derivatives treat the accepted steps as fixed.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#include "config.hpp"
+#include "tableaus.hpp"
+
+namespace odefast {
+
+template <class F, int... Is>
+ODEFAST_HD ODEFAST_INLINE void static_for_impl(F&& f, std::integer_sequence<int, Is...>) {
+  (f(std::integral_constant<int, Is>{}), ...);
+}
+// Calls f(integral_constant<int, i>) for i = 0 .. N-1: tableau coefficients become constants.
+template <int N, class F> ODEFAST_HD ODEFAST_INLINE void static_for(F&& f) {
+  static_for_impl(f, std::make_integer_sequence<int, N>{});
+}
+
+struct StepControl {
+  double rtol = 1e-6, atol = 1e-8;
+  double dt = 0;                  // fixed-step size; for adaptive methods the first step (0: auto)
+  std::int64_t max_steps = 0;     // attempted steps per trajectory (accepted + rejected)
+};
+
+// Per-trajectory results; arrays are indexed by the trajectory's position in the batch.
+template <class S> struct SolveOutput {
+  S* ys = nullptr;                // (n_times, batch, D)
+  std::int64_t batch = 0;
+  std::int64_t* nfev = nullptr;
+  std::int64_t* steps = nullptr;
+  std::int64_t* rejected = nullptr;
+  std::int32_t* status = nullptr;
+};
+
+template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrator {
+ public:
+  static constexpr int s = M::stages;
+  static constexpr bool fsal = tableaus::is_fsal<M>();
+  static constexpr bool adaptive = M::error_order > 0;
+  static constexpr bool dense = M::dense_degree > 0;
+  // exponent order of the error estimate; DOP853's combined estimator behaves like order 7
+  static constexpr double k_ctrl = M::has_err3 ? 8.0 : double(M::error_order + 1);
+
+  // work: (s + 4) * D * L scalars. y0: the block's initial states, SoA [D][L].
+  ODEFAST_HD BlockIntegrator(const Dyn& f, const S* p, S* work) : f_(f), p_(p), D_(f.dim()) {
+    const int DL = D_ * L;
+    k_ = work;
+    y_ = work + s * DL;
+    ytmp_ = y_ + DL;
+    ynew_ = ytmp_ + DL;
+    yout_ = ynew_ + DL;
+  }
+
+  // Integrates lanes [0, n_valid) whose trajectory indices are first + l; writes their rows of
+  // `out`. Lanes past n_valid duplicate lane 0 (any finite state) and are not written.
+  ODEFAST_HD void run(const S* y0, const S* t_out, int n_times, const StepControl& ctl,
+                      std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+    for (int i = 0; i < D_ * L; ++i) y_[i] = y0[i];
+    for (int l = 0; l < L; ++l) {
+      nfev_[l] = steps_[l] = rejected_[l] = 0;
+      status_[l] = kSuccess;
+    }
+    write_output(out, 0, first, n_valid, y_, nullptr);
+    if (n_times > 1) {
+      if constexpr (adaptive) run_adaptive(t_out, n_times, ctl, first, n_valid, out);
+      else run_fixed(t_out, n_times, ctl, first, n_valid, out);
+    }
+    for (int l = 0; l < n_valid; ++l) {
+      const std::int64_t b = first + l;
+      out.nfev[b] = nfev_[l];
+      out.steps[b] = steps_[l];
+      out.rejected[b] = rejected_[l];
+      out.status[b] = status_[l];
+    }
+  }
+
+ private:
+  const Dyn& f_;
+  const S* p_;
+  int D_;
+  S *k_, *y_, *ytmp_, *ynew_, *yout_;
+  S t_[L], h_[L], err_prev_[L], tstage_[L];
+  std::int64_t nfev_[L], steps_[L], rejected_[L];
+  std::int32_t status_[L];
+
+  ODEFAST_HD S* k(int i) const { return k_ + i * D_ * L; }
+
+  ODEFAST_HD void eval(const S* t, const S* y, S* dy) { f_.template eval<L, PerLane>(t, y, dy, p_); }
+
+  // Compile-time weight vectors over the stages.
+  template <int I> struct StageRow { static constexpr double w(int j) { return M::a[I][j]; } };
+  struct SolutionWeights { static constexpr double w(int j) { return M::b[j]; } };
+  struct ErrorWeights { static constexpr double w(int j) { return M::b_err[j]; } };
+  struct Error3Weights { static constexpr double w(int j) { return M::b_err3[j]; } };
+
+  // dst = y + h * sum_j W_j k_j  (or h * sum_j W_j k_j when y is null); zero weights cost nothing.
+  template <class W>
+  ODEFAST_HD ODEFAST_INLINE void combine(const S* y, const S* h, S* dst) const {
+    const int DL = D_ * L;
+    for (int i = 0; i < DL; ++i) {
+      S acc = S(0);
+      static_for<s>([&](auto j) {
+        constexpr double c = W::w(j);
+        if constexpr (c != 0.0) acc = std::fma(S(c), k_[j * DL + i], acc);
+      });
+      dst[i] = y ? std::fma(h[i % L], acc, y[i]) : h[i % L] * acc;
+    }
+  }
+
+  // Stages 1 .. s-1 from k_0 (already in k(0)); the last stage input of an FSAL method is y_new.
+  ODEFAST_HD void stages(const S* h) {
+    static_for<s - 1>([&](auto im1) {
+      constexpr int i = im1 + 1;
+      combine<StageRow<i>>(y_, h, ytmp_);
+      for (int l = 0; l < L; ++l) tstage_[l] = t_[l] + S(M::c[i]) * h[l];
+      if (fsal && i == s - 1)
+        for (int q = 0; q < D_ * L; ++q) ynew_[q] = ytmp_[q];
+      eval(tstage_, ytmp_, k(i));
+    });
+    if constexpr (!fsal) combine<SolutionWeights>(y_, h, ynew_);
+  }
+
+  ODEFAST_HD void write_output(const SolveOutput<S>& out, int i, std::int64_t first, int n_valid,
+                               const S* y, const bool* only) {
+    for (int l = 0; l < n_valid; ++l) {
+      if (only && !only[l]) continue;
+      S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * D_;
+      for (int d = 0; d < D_; ++d) row[d] = y[d * L + l];
+    }
+  }
+  ODEFAST_HD void write_nan(const SolveOutput<S>& out, int i, std::int64_t first, int l) {
+    S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * D_;
+    for (int d = 0; d < D_; ++d) row[d] = std::numeric_limits<S>::quiet_NaN();
+  }
+
+  ODEFAST_HD bool lane_finite(const S* y, int l) const {
+    for (int d = 0; d < D_; ++d)
+      if (!std::isfinite(y[d * L + l])) return false;
+    return true;
+  }
+
+  ODEFAST_HD void run_fixed(const S* t_out, int n_times, const StepControl& ctl, std::int64_t first,
+                            int n_valid, const SolveOutput<S>& out) {
+    bool active[L];
+    for (int l = 0; l < L; ++l) active[l] = true;
+    std::int64_t taken = 0;
+    for (int i = 1; i < n_times; ++i) {
+      const double t0 = double(t_out[i - 1]), span = double(t_out[i]) - t0;
+      const std::int64_t n = fixed_substeps(span, ctl.dt);
+      const double hd = span / double(n);
+      for (int l = 0; l < L; ++l) h_[l] = S(hd);
+      for (std::int64_t j = 0; j < n; ++j) {
+        if (taken == ctl.max_steps) {
+          for (int l = 0; l < L; ++l)
+            if (active[l]) { active[l] = false; status_[l] = kMaxSteps; }
+        }
+        bool any = false;
+        for (int l = 0; l < L; ++l) any = any || active[l];
+        if (!any) break;
+        for (int l = 0; l < L; ++l) t_[l] = S(t0 + double(j) * hd);
+        eval(t_, y_, k(0));
+        stages(h_);
+        ++taken;
+        for (int l = 0; l < L; ++l) {
+          if (!active[l]) continue;
+          nfev_[l] += s;
+          ++steps_[l];
+          if (!lane_finite(ynew_, l)) { active[l] = false; status_[l] = kNonFinite; continue; }
+          for (int d = 0; d < D_; ++d) y_[d * L + l] = ynew_[d * L + l];
+        }
+      }
+      write_output(out, i, first, n_valid, y_, active);
+      for (int l = 0; l < n_valid; ++l)
+        if (!active[l]) write_nan(out, i, first, l);
+    }
+  }
+
+ public:
+  // Number of equal steps covering |span| with steps no longer than dt (shared with Python).
+  ODEFAST_HD static std::int64_t fixed_substeps(double span, double dt) {
+    const double n = std::ceil(std::fabs(span) / dt * (1.0 - 1e-12));
+    return n < 1.0 ? 1 : std::int64_t(n);
+  }
+
+ private:
+  // RMS norm of v / (atol + rtol * max(|a|, |b|)) for lane l (b may be null).
+  ODEFAST_HD S scaled_rms(const S* v, const S* a, const S* b, int l, const StepControl& ctl) const {
+    S sum = S(0);
+    for (int d = 0; d < D_; ++d) {
+      S m = std::fabs(a[d * L + l]);
+      if (b) m = std::fmax(m, std::fabs(b[d * L + l]));
+      const S r = v[d * L + l] / (S(ctl.atol) + S(ctl.rtol) * m);
+      sum = std::fma(r, r, sum);
+    }
+    return std::sqrt(sum / S(D_));
+  }
+
+  ODEFAST_HD S error_norm(int l, const StepControl& ctl) const {
+    // ytmp_ holds err = h sum b_err_i k_i (or, for dopri8, the E5 part; yout_ the E3 part)
+    if constexpr (M::has_err3) {
+      S e5 = S(0), e3 = S(0);
+      for (int d = 0; d < D_; ++d) {
+        const S sc = S(ctl.atol) + S(ctl.rtol) * std::fmax(std::fabs(y_[d * L + l]), std::fabs(ynew_[d * L + l]));
+        const S a = ytmp_[d * L + l] / sc, c = yout_[d * L + l] / sc;
+        e5 = std::fma(a, a, e5);
+        e3 = std::fma(c, c, e3);
+      }
+      if (e5 == S(0) && e3 == S(0)) return S(0);
+      // h was folded into the estimators; DOP853: |h| e5^2 / sqrt(D (e5^2 + 0.01 e3^2)) on h-free e's
+      return e5 / std::sqrt(S(D_) * (e5 + S(0.01) * e3)) ;
+    } else {
+      return scaled_rms(ytmp_, y_, ynew_, l, ctl);
+    }
+  }
+
+  ODEFAST_HD void initial_step(const S* t_out, int n_times, const StepControl& ctl) {
+    const S span = t_out[n_times - 1] - t_out[0];
+    const S dir = span > S(0) ? S(1) : S(-1);
+    const S max_h = std::fabs(span);
+    if (ctl.dt > 0) {
+      for (int l = 0; l < L; ++l) h_[l] = dir * std::fmin(S(ctl.dt), max_h);
+      return;
+    }
+    // Hairer, Nørsett & Wanner (1993), II.4: h0 from |y0| / |f0|, refined by one Euler step.
+    S h0[L];
+    for (int l = 0; l < L; ++l) {
+      const S d0 = scaled_rms(y_, y_, nullptr, l, ctl), d1 = scaled_rms(k(0), y_, nullptr, l, ctl);
+      h0[l] = (d0 < S(1e-5) || d1 < S(1e-5)) ? S(1e-6) : S(0.01) * d0 / d1;
+      h0[l] = std::fmin(h0[l], max_h);
+      h_[l] = dir * h0[l];
+      tstage_[l] = t_[l] + h_[l];
+    }
+    S* f1 = k(1);
+    for (int i = 0; i < D_ * L; ++i) ytmp_[i] = std::fma(h_[i % L], k_[i], y_[i]);
+    eval(tstage_, ytmp_, f1);
+    for (int i = 0; i < D_ * L; ++i) yout_[i] = (f1[i] - k_[i]) / h0[i % L];
+    for (int l = 0; l < L; ++l) {
+      ++nfev_[l];
+      const S d1 = scaled_rms(k(0), y_, nullptr, l, ctl);
+      const S d2 = scaled_rms(yout_, y_, nullptr, l, ctl);
+      const S m = std::fmax(d1, d2);
+      const S h1 = m <= S(1e-15) ? std::fmax(S(1e-6), h0[l] * S(1e-3))
+                                 : std::pow(S(0.01) / m, S(1.0 / k_ctrl));
+      S hn = std::fmin(S(100) * h0[l], h1);
+      hn = std::fmin(hn, max_h);
+      h_[l] = std::isfinite(hn) ? dir * hn : dir * h0[l];
+    }
+  }
+
+  ODEFAST_HD void run_adaptive(const S* t_out, int n_times, const StepControl& ctl,
+                               std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+    const S t_end = t_out[n_times - 1];
+    const S dir = t_end > t_out[0] ? S(1) : S(-1);
+    constexpr S kSafety = S(0.9), kFacMin = S(0.2), kFacMax = S(10);
+    const S alpha = S(0.7 / k_ctrl), beta = S(0.4 / k_ctrl);
+    const S eps = std::numeric_limits<S>::epsilon();
+    bool active[L], just_rejected[L], last_nonfinite[L];
+    int next[L];
+    for (int l = 0; l < L; ++l) {
+      t_[l] = t_out[0];
+      err_prev_[l] = S(1e-4);
+      next[l] = 1;
+      just_rejected[l] = last_nonfinite[l] = false;
+      active[l] = l < n_valid;
+    }
+    eval(t_, y_, k(0));
+    for (int l = 0; l < L; ++l) {
+      ++nfev_[l];
+      if (!lane_finite(k(0), l)) { active[l] = false; status_[l] = kNonFinite; }
+    }
+    initial_step(t_out, n_times, ctl);
+
+    S h_try[L];
+    while (true) {
+      bool any = false;
+      for (int l = 0; l < L; ++l) {
+        if (!active[l]) { h_try[l] = S(0); continue; }
+        if (steps_[l] + rejected_[l] >= ctl.max_steps) { active[l] = false; status_[l] = kMaxSteps; h_try[l] = S(0); continue; }
+        // land exactly on the end (or, without dense output, on the next output time)
+        const S target = dense ? t_end : t_out[next[l]];
+        S h = h_[l];
+        if (dir * (t_[l] + S(1.01) * h - target) > S(0)) h = target - t_[l];
+        const S ulp_t = std::fmax(std::fabs(t_[l]), std::fabs(target)) * eps;
+        if (std::fabs(h) < S(10) * ulp_t) {
+          active[l] = false;
+          status_[l] = last_nonfinite[l] ? kNonFinite : kStepUnderflow;
+          h_try[l] = S(0);
+          continue;
+        }
+        h_try[l] = h;
+        any = true;
+      }
+      if (!any) break;
+      stages(h_try);
+      combine<ErrorWeights>(nullptr, h_try, ytmp_);
+      if constexpr (M::has_err3)
+        combine<Error3Weights>(nullptr, h_try, yout_);
+
+      for (int l = 0; l < L; ++l) {
+        if (!active[l]) continue;
+        nfev_[l] += s - 1;
+        S err = error_norm(l, ctl);
+        const bool finite = std::isfinite(err) && lane_finite(ynew_, l);
+        if (!finite) err = std::numeric_limits<S>::infinity();
+        last_nonfinite[l] = !finite;
+        if (err <= S(1)) {
+          S factor = err == S(0) ? kFacMax
+                                 : kSafety * std::pow(err, -alpha) * std::pow(err_prev_[l], beta);
+          const S fmax = just_rejected[l] ? S(1) : kFacMax;
+          factor = std::fmin(fmax, std::fmax(kFacMin, factor));
+          accept_lane(l, h_try[l], t_out, n_times, next[l], first, n_valid, out);
+          err_prev_[l] = std::fmax(err, S(1e-4));
+          just_rejected[l] = false;
+          h_[l] = h_try[l] * factor;
+          if (next[l] >= n_times) active[l] = false;
+        } else {
+          ++rejected_[l];
+          const S factor = finite ? std::fmax(kFacMin, kSafety * std::pow(err, -alpha)) : kFacMin;
+          h_[l] = h_try[l] * factor;
+          just_rejected[l] = true;
+        }
+      }
+      // k_0 of the next step: FSAL reuses the last stage; otherwise evaluate at accepted states
+      if constexpr (fsal) {
+        for (int i = 0; i < D_ * L; ++i) {
+          const int l = i % L;
+          if (accepted_now_[l]) k_[i] = k_[(s - 1) * D_ * L + i];
+        }
+      } else {
+        bool need = false;
+        for (int l = 0; l < L; ++l) need = need || accepted_now_[l];
+        if (need) {
+          S* f0 = yout_;
+          eval(t_, y_, f0);
+          for (int i = 0; i < D_ * L; ++i)
+            if (accepted_now_[i % L]) k_[i] = f0[i];
+          for (int l = 0; l < L; ++l)
+            if (accepted_now_[l] && active[l]) ++nfev_[l];
+        }
+      }
+      for (int l = 0; l < L; ++l) accepted_now_[l] = false;
+    }
+    for (int l = 0; l < n_valid; ++l)
+      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, first, l);
+  }
+
+  bool accepted_now_[L] = {};
+
+  ODEFAST_HD void accept_lane(int l, S h, const S* t_out, int n_times, int& next, std::int64_t first,
+                              int n_valid, const SolveOutput<S>& out) {
+    const S t_end = t_out[n_times - 1];
+    const S dir = t_end > t_out[0] ? S(1) : S(-1);
+    S t_new = t_[l] + h;
+    const S target = dense ? t_end : t_out[next];
+    if (dir * (t_new - target) >= S(0) || t_[l] + h == target) t_new = target;
+    // outputs passed by this step
+    while (next < n_times && dir * (t_out[next] - t_new) <= S(0)) {
+      if (l < n_valid) {
+        S* row = out.ys + (std::int64_t(next) * out.batch + first + l) * D_;
+        if (t_out[next] == t_new) {
+          for (int d = 0; d < D_; ++d) row[d] = ynew_[d * L + l];
+        } else {
+          if constexpr (dense) interpolate(l, (t_out[next] - t_[l]) / h, h, row);
+        }
+      }
+      ++next;
+    }
+    for (int d = 0; d < D_; ++d) y_[d * L + l] = ynew_[d * L + l];
+    t_[l] = t_new;
+    ++steps_[l];
+    accepted_now_[l] = true;
+  }
+
+  // y(t + theta h) = y + h sum_i k_i B_i(theta),  B_i(theta) = sum_j dense_ij theta^(j+1)
+  ODEFAST_HD void interpolate(int l, S theta, S h, S* row) const {
+    if constexpr (dense) {
+      S B[s];
+      static_for<s>([&](auto i) {
+        S acc = S(0);
+        for (int j = M::dense_degree - 1; j >= 0; --j) acc = (acc + S(M::dense[i][j])) * theta;
+        B[i] = acc;
+      });
+      for (int d = 0; d < D_; ++d) {
+        S acc = S(0);
+        for (int i = 0; i < s; ++i) acc = std::fma(B[i], k_[(i * D_ + d) * L + l], acc);
+        row[d] = std::fma(h, acc, y_[d * L + l]);
+      }
+    }
+  }
+};
+
+}  // namespace odefast

@@ -1,0 +1,5 @@
+#include "dispatch.hpp"
+
+namespace odefast {
+template void solve_typed<double>(const DynamicsSpec&, const SolveRequest&);
+}

@@ -1,0 +1,72 @@
+"""Input checking shared by the compiled path and the NumPy reference: every error names the
+argument and what was expected."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(x, name: str, default=np.float64) -> np.ndarray:
+    """A float32/float64 array; integers and Python numbers become ``default``."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name}: expected a real-valued array, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # ragged lists etc.
+        raise ValueError(f"{name}: could not be converted to an array ({e})") from None
+    if arr.dtype in FLOAT_DTYPES:
+        return arr
+    if arr.dtype.kind in "iu" or arr.dtype == np.float16:
+        return arr.astype(default)
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name}: expected real numbers, got booleans")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name}: complex values are not supported; expected float32 or float64")
+    if arr.dtype.kind == "f":  # longdouble
+        return arr.astype(np.float64)
+    raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {tuple(bad[0])}")
+
+
+def check_positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a positive number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}: expected a finite value > 0, got {value!r}")
+    return v
+
+
+def check_max_steps(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"max_steps: expected a positive integer or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"max_steps: expected >= 1, got {value}")
+    return int(value)
+
+
+def check_times(t, dtype) -> np.ndarray:
+    t = as_float_array(t, "t")
+    if t.ndim != 1:
+        raise ValueError(f"t: expected a 1-D array of output times, got shape {t.shape}")
+    if t.shape[0] < 1:
+        raise ValueError("t: expected at least one time (t[0] is the initial time)")
+    check_finite(t, "t")
+    t = t.astype(dtype)
+    if t.shape[0] > 1:
+        d = np.diff(t)
+        if not (np.all(d > 0) or np.all(d < 0)):
+            i = int(np.argmax((d <= 0) if d[0] > 0 else (d >= 0))) if d[0] != 0 else 0
+            raise ValueError(f"t: must be strictly increasing or strictly decreasing (no repeats); "
+                             f"violated at t[{i}]={t[i]!r}, t[{i + 1}]={t[i + 1]!r}")
+    return t

@@ -14,6 +14,7 @@
 
 #include "config.hpp"
 #include "math.hpp"
+#include "simd.hpp"
 
 namespace odefast {
 
@@ -121,7 +122,7 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate(S x) {
 template <class S> struct MLP {
   using scalar = S;
   static constexpr int kMaxLayers = 16;
-  static constexpr int kUnitBlock = 64 / int(sizeof(S)) * 4;  // 4 AVX-512 registers of units
+  static constexpr int kUnitWidth = 64 / int(sizeof(S));  // units per AVX-512 register
   int n_layers = 0;                       // number of affine maps
   int sizes[kMaxLayers + 1] = {};         // sizes[0] = D (+1 with time input), sizes[n] = D
   int w_offset[kMaxLayers] = {}, b_offset[kMaxLayers] = {};
@@ -151,7 +152,7 @@ template <class S> struct MLP {
       off += sizes[i + 1] * sizes[i];
       b_offset[i] = off;
       off += sizes[i + 1];
-      padded_out[i] = (sizes[i + 1] + kUnitBlock - 1) / kUnitBlock * kUnitBlock;
+      padded_out[i] = (sizes[i + 1] + kUnitWidth - 1) / kUnitWidth * kUnitWidth;
       packed_offset[i] = poff;
       poff += (sizes[i] + 1) * padded_out[i];  // bias row, then one row per input k
     }
@@ -168,7 +169,7 @@ template <class S> struct MLP {
         for (int j = 0; j < po; ++j) dst[(k + 1) * po + j] = j < o ? p[w_offset[i] + j * in + k] : S(0);
     }
   }
-  std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + kUnitBlock; }
+  std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + 4 * kUnitWidth; }
 
   template <int L, bool PerLane>
   ODEFAST_HD void eval(const S* t, const S* y, S* dy, const S* p) const {
@@ -211,14 +212,44 @@ template <class S> struct MLP {
     }
     constexpr int JB = 8;  // output units per register block
     int j0 = 0;
+#if ODEFAST_HAVE_AVX512
+    if constexpr (L == simd::Pack<S>::width) {
+      using V = simd::Pack<S>;
+      for (; j0 + JB <= n_out; j0 += JB) {
+        typename V::reg acc[JB];
+        for (int jj = 0; jj < JB; ++jj)
+          acc[jj] = PerLane ? V::load(bias + (j0 + jj) * L) : V::broadcast(bias[j0 + jj]);
+        for (int k = 0; k < in; ++k) {
+          const typename V::reg xk = V::load(x + k * L);
+          for (int jj = 0; jj < JB; ++jj) {
+            const int w = (j0 + jj) * in + k;
+            acc[jj] = V::fma(PerLane ? V::load(W + w * L) : V::broadcast(W[w]), xk, acc[jj]);
+          }
+        }
+        S* o = out + j0 * L;
+        for (int jj = 0; jj < JB; ++jj) V::store(o + jj * L, acc[jj]);
+        for (int q = 0; q < JB * L; ++q) o[q] = activate<A>(o[q]);
+      }
+    }
+#endif
     for (; j0 + JB <= n_out; j0 += JB) {
       S acc[JB][L];
       for (int jj = 0; jj < JB; ++jj)
         for (int l = 0; l < L; ++l) acc[jj][l] = param<L, PerLane>(bias, j0 + jj, l);
-      for (int k = 0; k < in; ++k)
-        for (int jj = 0; jj < JB; ++jj)
-          for (int l = 0; l < L; ++l)
-            acc[jj][l] = std::fma(param<L, PerLane>(W, (j0 + jj) * in + k, l), x[k * L + l], acc[jj][l]);
+      for (int k = 0; k < in; ++k) {
+        const S* xk = x + k * L;
+        if constexpr (PerLane) {
+          for (int jj = 0; jj < JB; ++jj) {
+            const S* w = W + ((j0 + jj) * in + k) * L;
+            for (int l = 0; l < L; ++l) acc[jj][l] = std::fma(w[l], xk[l], acc[jj][l]);
+          }
+        } else {
+          for (int jj = 0; jj < JB; ++jj) {
+            const S w = W[(j0 + jj) * in + k];
+            for (int l = 0; l < L; ++l) acc[jj][l] = std::fma(w, xk[l], acc[jj][l]);
+          }
+        }
+      }
       for (int jj = 0; jj < JB; ++jj)
         for (int l = 0; l < L; ++l) out[(j0 + jj) * L + l] = activate<A>(acc[jj][l]);
     }
@@ -232,24 +263,44 @@ template <class S> struct MLP {
     }
   }
 
-  // Lone trajectory: vectorise over output units using the packed (transposed) weights.
+  // Lone trajectory: vectorise over output units using the packed (transposed) weights, in
+  // blocks of R registers (4 while enough units remain, then 2, then 1).
   template <Activation A>
   ODEFAST_HD void layer_units(int i, const S* x, S* out) const {
     const int in = sizes[i], n_out = sizes[i + 1], po = padded_out[i];
     const S* P = packed + packed_offset[i];
-    S* tmp = scratch + 2 * max_width;  // kUnitBlock values past both layer buffers
-    for (int j0 = 0; j0 < po; j0 += kUnitBlock) {
-      S acc[kUnitBlock];
-      for (int jj = 0; jj < kUnitBlock; ++jj) acc[jj] = P[j0 + jj];
-      for (int k = 0; k < in; ++k) {
-        const S xk = x[k];
-        const S* row = P + (k + 1) * po + j0;
-        for (int jj = 0; jj < kUnitBlock; ++jj) acc[jj] = std::fma(row[jj], xk, acc[jj]);
-      }
-      for (int jj = 0; jj < kUnitBlock; ++jj) tmp[jj] = activate<A>(acc[jj]);
-      const int n = n_out - j0 < kUnitBlock ? n_out - j0 : kUnitBlock;
-      for (int jj = 0; jj < n; ++jj) out[j0 + jj] = tmp[jj];
+    constexpr int W = kUnitWidth;
+    int j0 = 0;
+    for (; j0 + 4 * W <= po; j0 += 4 * W) unit_block<A, 4>(P, po, in, n_out, j0, x, out);
+    for (; j0 + 2 * W <= po; j0 += 2 * W) unit_block<A, 2>(P, po, in, n_out, j0, x, out);
+    for (; j0 < po; j0 += W) unit_block<A, 1>(P, po, in, n_out, j0, x, out);
+  }
+
+  template <Activation A, int R>
+  ODEFAST_HD void unit_block(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
+    constexpr int W = kUnitWidth;
+    S* tmp = scratch + 2 * max_width;  // R * W values past both layer buffers
+#if ODEFAST_HAVE_AVX512
+    using V = simd::Pack<S>;
+    static_assert(V::width == W, "one register per unit group");
+    typename V::reg acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = V::load(P + j0 + r * W);
+    for (int k = 0; k < in; ++k) {
+      const typename V::reg xk = V::broadcast(x[k]);
+      const S* row = P + (k + 1) * po + j0;
+      for (int r = 0; r < R; ++r) acc[r] = V::fma(V::load(row + r * W), xk, acc[r]);
     }
+    for (int r = 0; r < R; ++r) V::store(tmp + r * W, acc[r]);
+#else
+    for (int jj = 0; jj < R * W; ++jj) tmp[jj] = P[j0 + jj];
+    for (int k = 0; k < in; ++k) {
+      const S xk = x[k];
+      const S* row = P + (k + 1) * po + j0;
+      for (int jj = 0; jj < R * W; ++jj) tmp[jj] = std::fma(row[jj], xk, tmp[jj]);
+    }
+#endif
+    const int n = n_out - j0 < R * W ? n_out - j0 : R * W;
+    for (int jj = 0; jj < n; ++jj) out[j0 + jj] = activate<A>(tmp[jj]);
   }
 };
 

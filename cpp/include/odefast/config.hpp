@@ -9,6 +9,14 @@
 #define ODEFAST_INLINE inline __attribute__((always_inline))
 #endif
 
+// Marks a loop over the lanes of a block: no cross-lane dependences, vectorise it
+// (host compilers, with -fopenmp-simd, which needs no OpenMP runtime).
+#if defined(__CUDACC__)
+#define ODEFAST_LANES
+#else
+#define ODEFAST_LANES _Pragma("omp simd")
+#endif
+
 #include <cstdint>
 
 namespace odefast {

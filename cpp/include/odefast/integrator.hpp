@@ -28,6 +28,8 @@
 #include <utility>
 
 #include "config.hpp"
+#include "math.hpp"
+#include "simd.hpp"
 #include "tableaus.hpp"
 
 namespace odefast {
@@ -104,7 +106,8 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
   const S* p_;
   int D_;
   S *k_, *y_, *ytmp_, *ynew_, *yout_;
-  S t_[L], h_[L], err_prev_[L], tstage_[L];
+  S t_[L], h_[L], log_err_prev_[L], tstage_[L];
+  static constexpr S kLogErrFloor = S(-9.2103403719761836);  // log(1e-4): err_prev >= 1e-4
   std::int64_t nfev_[L], steps_[L], rejected_[L];
   std::int32_t status_[L];
 
@@ -121,14 +124,42 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
   // dst = y + h * sum_j W_j k_j  (or h * sum_j W_j k_j when y is null); zero weights cost nothing.
   template <class W>
   ODEFAST_HD ODEFAST_INLINE void combine(const S* y, const S* h, S* dst) const {
-    const int DL = D_ * L;
-    for (int i = 0; i < DL; ++i) {
-      S acc = S(0);
-      static_for<s>([&](auto j) {
-        constexpr double c = W::w(j);
-        if constexpr (c != 0.0) acc = std::fma(S(c), k_[j * DL + i], acc);
-      });
-      dst[i] = y ? std::fma(h[i % L], acc, y[i]) : h[i % L] * acc;
+    if (y) combine_impl<W, true>(y, h, dst);
+    else combine_impl<W, false>(y, h, dst);
+  }
+  template <class W, bool WithY>
+  ODEFAST_HD ODEFAST_INLINE void combine_impl(const S* __restrict y, const S* __restrict h,
+                                              S* __restrict dst) const {
+    const std::ptrdiff_t DL = std::ptrdiff_t(D_) * L;
+    const S* __restrict k = k_;
+#if ODEFAST_HAVE_AVX512
+    if constexpr (L == simd::Pack<S>::width) {  // one register per dimension
+      using V = simd::Pack<S>;
+      const typename V::reg hv = V::load(h);
+      for (int d = 0; d < D_; ++d) {
+        typename V::reg acc = V::broadcast(S(0));
+        static_for<s>([&](auto j) {
+          constexpr double c = W::w(j);
+          if constexpr (c != 0.0) acc = V::fma(V::broadcast(S(c)), V::load(k + j * DL + d * L), acc);
+        });
+        if constexpr (WithY) V::store(dst + d * L, V::fma(hv, acc, V::load(y + d * L)));
+        else V::store(dst + d * L, V::mul(hv, acc));
+      }
+      return;
+    }
+#endif
+    for (int d = 0; d < D_; ++d) {
+      const S* __restrict kd = k + d * L;
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) {
+        S acc = S(0);
+        static_for<s>([&](auto j) {
+          constexpr double c = W::w(j);
+          if constexpr (c != 0.0) acc = std::fma(S(c), kd[j * DL + l], acc);
+        });
+        if constexpr (WithY) dst[d * L + l] = std::fma(h[l], acc, y[d * L + l]);
+        else dst[d * L + l] = h[l] * acc;
+      }
     }
   }
 
@@ -220,21 +251,38 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
     return std::sqrt(sum / S(D_));
   }
 
-  ODEFAST_HD S error_norm(int l, const StepControl& ctl) const {
-    // ytmp_ holds err = h sum b_err_i k_i (or, for dopri8, the E5 part; yout_ the E3 part)
-    if constexpr (M::has_err3) {
-      S e5 = S(0), e3 = S(0);
-      for (int d = 0; d < D_; ++d) {
-        const S sc = S(ctl.atol) + S(ctl.rtol) * std::fmax(std::fabs(y_[d * L + l]), std::fabs(ynew_[d * L + l]));
-        const S a = ytmp_[d * L + l] / sc, c = yout_[d * L + l] / sc;
-        e5 = std::fma(a, a, e5);
-        e3 = std::fma(c, c, e3);
+  // Error norms of all lanes (vectorised over lanes). ytmp_ holds err = h sum b_err_i k_i;
+  // for dopri8 also yout_ = h sum b_err3_i k_i, combined as DOP853 does:
+  //   |h| e5^2 / sqrt(D (e5^2 + 0.01 e3^2)) on h-free estimators == e5' / sqrt(D (e5' + 0.01 e3')).
+  // A lane whose new state is not finite gets err = inf.
+  ODEFAST_HD void error_norms(const StepControl& ctl, S* err) const {
+    S e5[L], e3[L], poison[L];
+    for (int l = 0; l < L; ++l) e5[l] = e3[l] = poison[l] = S(0);
+    const S atol = S(ctl.atol), rtol = S(ctl.rtol);
+    for (int d = 0; d < D_; ++d) {
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) {
+        const int q = d * L + l;
+        const S sc = atol + rtol * math::max(math::abs(y_[q]), math::abs(ynew_[q]));
+        const S a = ytmp_[q] / sc;
+        e5[l] = std::fma(a, a, e5[l]);
+        poison[l] += ynew_[q] * S(0);  // NaN iff some component is inf or NaN
+        if constexpr (M::has_err3) {
+          const S c = yout_[q] / sc;
+          e3[l] = std::fma(c, c, e3[l]);
+        }
       }
-      if (e5 == S(0) && e3 == S(0)) return S(0);
-      // h was folded into the estimators; DOP853: |h| e5^2 / sqrt(D (e5^2 + 0.01 e3^2)) on h-free e's
-      return e5 / std::sqrt(S(D_) * (e5 + S(0.01) * e3)) ;
-    } else {
-      return scaled_rms(ytmp_, y_, ynew_, l, ctl);
+    }
+    ODEFAST_LANES
+    for (int l = 0; l < L; ++l) {
+      S e;
+      if constexpr (M::has_err3) {
+        e = (e5[l] == S(0) && e3[l] == S(0)) ? S(0) : e5[l] / std::sqrt(S(D_) * (e5[l] + S(0.01) * e3[l]));
+      } else {
+        e = std::sqrt(e5[l] / S(D_));
+      }
+      const bool finite = (e - e) == S(0) && poison[l] == S(0);
+      err[l] = finite ? e : std::numeric_limits<S>::infinity();
     }
   }
 
@@ -272,113 +320,146 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
     }
   }
 
+  // Adaptive integration. Lane state lives in arrays of S (flags are 0/1 values of S) so
+  // that every per-step decision is a flat, vectorisable loop over lanes; only output
+  // writes and failures drop to per-lane code.
   ODEFAST_HD void run_adaptive(const S* t_out, int n_times, const StepControl& ctl,
                                std::int64_t first, int n_valid, const SolveOutput<S>& out) {
     const S t_end = t_out[n_times - 1];
     const S dir = t_end > t_out[0] ? S(1) : S(-1);
+    const S inf = std::numeric_limits<S>::infinity();
     constexpr S kSafety = S(0.9), kFacMin = S(0.2), kFacMax = S(10);
     const S alpha = S(0.7 / k_ctrl), beta = S(0.4 / k_ctrl);
     const S eps = std::numeric_limits<S>::epsilon();
-    bool active[L], just_rejected[L], last_nonfinite[L];
+    // per lane: active, growth cap (1 right after a rejection), last error non-finite,
+    // time of the next output (or the next stop without dense output), whether the step
+    // was clipped to land on it
+    S active[L], grow_cap[L], nonfinite[L], t_next[L], h_try[L], land[L], accepted[L];
     int next[L];
     for (int l = 0; l < L; ++l) {
       t_[l] = t_out[0];
-      err_prev_[l] = S(1e-4);
+      log_err_prev_[l] = kLogErrFloor;
       next[l] = 1;
-      just_rejected[l] = last_nonfinite[l] = false;
-      active[l] = l < n_valid;
+      t_next[l] = t_out[1];
+      grow_cap[l] = kFacMax;
+      nonfinite[l] = S(0);
+      active[l] = l < n_valid ? S(1) : S(0);
     }
     eval(t_, y_, k(0));
     for (int l = 0; l < L; ++l) {
       ++nfev_[l];
-      if (!lane_finite(k(0), l)) { active[l] = false; status_[l] = kNonFinite; }
+      if (active[l] != S(0) && !lane_finite(k(0), l)) { active[l] = S(0); status_[l] = kNonFinite; }
     }
     initial_step(t_out, n_times, ctl);
 
-    S h_try[L];
     while (true) {
-      bool any = false;
-      for (int l = 0; l < L; ++l) {
-        if (!active[l]) { h_try[l] = S(0); continue; }
-        if (steps_[l] + rejected_[l] >= ctl.max_steps) { active[l] = false; status_[l] = kMaxSteps; h_try[l] = S(0); continue; }
-        // land exactly on the end (or, without dense output, on the next output time)
-        const S target = dense ? t_end : t_out[next[l]];
-        S h = h_[l];
-        if (dir * (t_[l] + S(1.01) * h - target) > S(0)) h = target - t_[l];
-        const S ulp_t = std::fmax(std::fabs(t_[l]), std::fabs(target)) * eps;
-        if (std::fabs(h) < S(10) * ulp_t) {
-          active[l] = false;
-          status_[l] = last_nonfinite[l] ? kNonFinite : kStepUnderflow;
-          h_try[l] = S(0);
-          continue;
+      for (int l = 0; l < L; ++l)
+        if (active[l] != S(0) && steps_[l] + rejected_[l] >= ctl.max_steps) {
+          active[l] = S(0);
+          status_[l] = kMaxSteps;
         }
-        h_try[l] = h;
-        any = true;
+      // propose: land exactly on the end (without dense output: on the next output time)
+      S any = S(0);
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) {
+        const S target = dense ? t_end : t_next[l];
+        const bool clip = dir * (t_[l] + S(1.01) * h_[l] - target) > S(0);
+        const S h = clip ? target - t_[l] : h_[l];
+        const S ulp_t = math::max(math::abs(t_[l]), math::abs(target)) * eps;
+        const bool underflow = active[l] != S(0) && math::abs(h) < S(10) * ulp_t;
+        land[l] = clip ? S(1) : S(0);
+        accepted[l] = underflow ? S(1) : S(0);  // (reused below as "accepted")
+        active[l] = underflow ? S(0) : active[l];
+        h_try[l] = active[l] != S(0) ? h : S(0);
+        any = math::max(any, active[l]);
       }
-      if (!any) break;
+      for (int l = 0; l < L; ++l)
+        if (accepted[l] != S(0)) status_[l] = nonfinite[l] != S(0) ? kNonFinite : kStepUnderflow;
+      if (any == S(0)) break;
+
       stages(h_try);
       combine<ErrorWeights>(nullptr, h_try, ytmp_);
-      if constexpr (M::has_err3)
-        combine<Error3Weights>(nullptr, h_try, yout_);
+      if constexpr (M::has_err3) combine<Error3Weights>(nullptr, h_try, yout_);
 
+      // PI controller for every lane at once: factor = 0.9 err^-alpha err_prev^beta, clamped
+      // to [0.2, cap] (err = 0 falls into the clamp); a rejection shrinks by
+      // max(0.2, 0.9 err^-alpha), or by 0.2 when the error is not finite.
+      S err[L], log_err[L], t_new[L], passes[L];
+      error_norms(ctl, err);
+      ODEFAST_LANES
       for (int l = 0; l < L; ++l) {
-        if (!active[l]) continue;
+        const bool finite = err[l] < inf;
+        const S e = finite ? err[l] : S(1);
+        log_err[l] = math::log(math::max(e, std::numeric_limits<S>::min()));
+        const S grow = math::min(grow_cap[l], math::max(kFacMin, kSafety * math::exp(beta * log_err_prev_[l] - alpha * log_err[l])));
+        const S shrink = finite ? math::max(kFacMin, kSafety * math::exp(-alpha * log_err[l])) : kFacMin;
+        const bool is_active = active[l] != S(0);
+        const bool acc = is_active && err[l] <= S(1);
+        const bool rej = is_active && !acc;
+        const S target = dense ? t_end : t_next[l];
+        S tn = t_[l] + h_try[l];
+        tn = (land[l] != S(0) || dir * (tn - target) >= S(0)) ? target : tn;
+        t_new[l] = tn;
+        passes[l] = (acc && dir * (t_next[l] - tn) <= S(0)) ? S(1) : S(0);
+        accepted[l] = acc ? S(1) : S(0);
+        nonfinite[l] = is_active ? (finite ? S(0) : S(1)) : nonfinite[l];
+        log_err_prev_[l] = acc ? (err[l] > S(1e-4) ? log_err[l] : kLogErrFloor) : log_err_prev_[l];
+        h_[l] = acc ? h_try[l] * grow : (rej ? h_try[l] * shrink : h_[l]);
+        grow_cap[l] = acc ? kFacMax : (rej ? S(1) : grow_cap[l]);
+      }
+      for (int l = 0; l < L; ++l) {
+        if (active[l] == S(0)) continue;
         nfev_[l] += s - 1;
-        S err = error_norm(l, ctl);
-        const bool finite = std::isfinite(err) && lane_finite(ynew_, l);
-        if (!finite) err = std::numeric_limits<S>::infinity();
-        last_nonfinite[l] = !finite;
-        if (err <= S(1)) {
-          S factor = err == S(0) ? kFacMax
-                                 : kSafety * std::pow(err, -alpha) * std::pow(err_prev_[l], beta);
-          const S fmax = just_rejected[l] ? S(1) : kFacMax;
-          factor = std::fmin(fmax, std::fmax(kFacMin, factor));
-          accept_lane(l, h_try[l], t_out, n_times, next[l], first, n_valid, out);
-          err_prev_[l] = std::fmax(err, S(1e-4));
-          just_rejected[l] = false;
-          h_[l] = h_try[l] * factor;
-          if (next[l] >= n_times) active[l] = false;
-        } else {
-          ++rejected_[l];
-          const S factor = finite ? std::fmax(kFacMin, kSafety * std::pow(err, -alpha)) : kFacMin;
-          h_[l] = h_try[l] * factor;
-          just_rejected[l] = true;
+        if (accepted[l] != S(0)) ++steps_[l];
+        else ++rejected_[l];
+        if (passes[l] != S(0)) {  // outputs inside (or at the end of) this step
+          write_passed_outputs(l, t_new[l], h_try[l], t_out, n_times, next[l], first, n_valid, out);
+          t_next[l] = next[l] < n_times ? t_out[next[l]] : t_end;
+          if (next[l] >= n_times) active[l] = S(0);
         }
       }
+      for (int d = 0; d < D_; ++d) {
+        ODEFAST_LANES
+        for (int l = 0; l < L; ++l) {
+          const int q = d * L + l;
+          y_[q] = accepted[l] != S(0) ? ynew_[q] : y_[q];
+        }
+      }
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) t_[l] = accepted[l] != S(0) ? t_new[l] : t_[l];
+
       // k_0 of the next step: FSAL reuses the last stage; otherwise evaluate at accepted states
       if constexpr (fsal) {
-        for (int i = 0; i < D_ * L; ++i) {
-          const int l = i % L;
-          if (accepted_now_[l]) k_[i] = k_[(s - 1) * D_ * L + i];
+        const S* last = k(s - 1);
+        for (int d = 0; d < D_; ++d) {
+          ODEFAST_LANES
+          for (int l = 0; l < L; ++l) {
+            const int q = d * L + l;
+            k_[q] = accepted[l] != S(0) ? last[q] : k_[q];
+          }
         }
       } else {
-        bool need = false;
-        for (int l = 0; l < L; ++l) need = need || accepted_now_[l];
-        if (need) {
+        S need = S(0);
+        for (int l = 0; l < L; ++l) need = math::max(need, accepted[l]);
+        if (need != S(0)) {
           S* f0 = yout_;
           eval(t_, y_, f0);
-          for (int i = 0; i < D_ * L; ++i)
-            if (accepted_now_[i % L]) k_[i] = f0[i];
+          for (int q = 0; q < D_ * L; ++q)
+            if (accepted[q % L] != S(0)) k_[q] = f0[q];
           for (int l = 0; l < L; ++l)
-            if (accepted_now_[l] && active[l]) ++nfev_[l];
+            if (accepted[l] != S(0) && active[l] != S(0)) ++nfev_[l];
         }
       }
-      for (int l = 0; l < L; ++l) accepted_now_[l] = false;
     }
     for (int l = 0; l < n_valid; ++l)
       for (int i = next[l]; i < n_times; ++i) write_nan(out, i, first, l);
   }
 
-  bool accepted_now_[L] = {};
-
-  ODEFAST_HD void accept_lane(int l, S h, const S* t_out, int n_times, int& next, std::int64_t first,
-                              int n_valid, const SolveOutput<S>& out) {
-    const S t_end = t_out[n_times - 1];
-    const S dir = t_end > t_out[0] ? S(1) : S(-1);
-    S t_new = t_[l] + h;
-    const S target = dense ? t_end : t_out[next];
-    if (dir * (t_new - target) >= S(0) || t_[l] + h == target) t_new = target;
-    // outputs passed by this step
+  // Writes the outputs at t_out[next ...] that the accepted step (t_, h) -> t_new reached:
+  // the new state where an output time is hit exactly, the dense output inside the step.
+  ODEFAST_HD void write_passed_outputs(int l, S t_new, S h, const S* t_out, int n_times, int& next,
+                                       std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+    const S dir = t_out[n_times - 1] > t_out[0] ? S(1) : S(-1);
     while (next < n_times && dir * (t_out[next] - t_new) <= S(0)) {
       if (l < n_valid) {
         S* row = out.ys + (std::int64_t(next) * out.batch + first + l) * D_;
@@ -390,10 +471,6 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
       }
       ++next;
     }
-    for (int d = 0; d < D_; ++d) y_[d * L + l] = ynew_[d * L + l];
-    t_[l] = t_new;
-    ++steps_[l];
-    accepted_now_[l] = true;
   }
 
   // y(t + theta h) = y + h sum_i k_i B_i(theta),  B_i(theta) = sum_j dense_ij theta^(j+1)

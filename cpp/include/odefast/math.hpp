@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "config.hpp"
 
@@ -51,6 +52,53 @@ ODEFAST_HD ODEFAST_INLINE float exp_reduced(float r) {
   const float rr = r * r;
   return (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
             4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f) * rr + r + 1.0f;
+}
+
+// max/min as plain selects (std::fmax's NaN rules stop GCC from vectorising); callers never
+// pass NaN where the difference matters.
+template <class S> ODEFAST_HD ODEFAST_INLINE S max(S a, S b) { return a > b ? a : b; }
+template <class S> ODEFAST_HD ODEFAST_INLINE S min(S a, S b) { return a < b ? a : b; }
+template <class S> ODEFAST_HD ODEFAST_INLINE S abs(S a) { return a < S(0) ? -a : a; }
+
+template <class To, class From> ODEFAST_HD ODEFAST_INLINE To bit_cast(From x) {
+#if defined(__CUDA_ARCH__)
+  To r;
+  memcpy(&r, &x, sizeof r);
+  return r;
+#else
+  return __builtin_bit_cast(To, x);
+#endif
+}
+
+// Natural logarithm of a positive normal number (fdlibm's reduction to [sqrt(1/2), sqrt(2))
+// and its polynomial in s = f / (2 + f)); used by the step-size controller, vectorised over lanes.
+ODEFAST_HD ODEFAST_INLINE double log(double x) {
+  const std::int64_t bits = bit_cast<std::int64_t>(x);
+  // exponent as a double without an int->float conversion (vectorises): 2^52 + e_biased - 2^52
+  double e = bit_cast<double>((bits >> 52) | 0x4330000000000000LL) - (4503599627370496.0 + 1023.0);
+  double m = bit_cast<double>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+  const bool big = m > 1.4142135623730951;
+  m = big ? 0.5 * m : m;
+  e = big ? e + 1.0 : e;
+  const double f = m - 1.0, s = f / (2.0 + f), z = s * s, w = z * z;
+  const double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+  const double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01 +
+                                                         w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+  const double hfsq = 0.5 * f * f, R = t1 + t2;
+  return e * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + e * 1.90821492927058770002e-10)) - f);
+}
+ODEFAST_HD ODEFAST_INLINE float log(float x) {
+  const std::int32_t bits = bit_cast<std::int32_t>(x);
+  float e = bit_cast<float>((bits >> 23) | 0x4B000000) - (8388608.0f + 127.0f);
+  float m = bit_cast<float>((bits & 0x007fffff) | 0x3f800000);
+  const bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1.0f : e;
+  const float f = m - 1.0f, s = f / (2.0f + f), z = s * s, w = z * z;
+  const float t1 = w * (4.0000972152e-01f + w * 2.4279078841e-01f);
+  const float t2 = z * (6.6666662693e-01f + w * 2.8498786688e-01f);
+  const float hfsq = 0.5f * f * f, R = t1 + t2;
+  return e * 6.9313812256e-01f - ((hfsq - (s * (hfsq + R) + e * 9.0580006145e-06f)) - f);
 }
 
 // e^x, saturating outside the normal range (inputs there only occur in tanh/sigmoid tails).

@@ -22,6 +22,7 @@ template <> struct Pack<float> {
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg broadcast(float x) { return _mm512_set1_ps(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
 };
 template <> struct Pack<double> {
   using reg = __m512d;
@@ -30,6 +31,7 @@ template <> struct Pack<double> {
   static void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
   static reg broadcast(double x) { return _mm512_set1_pd(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
 };
 #endif
 

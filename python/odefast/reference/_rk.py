@@ -196,13 +196,14 @@ def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, s
         reject = active & ~accept
 
         # accepted rows: controller, outputs, advance
+        log_err = np.log(np.where(np.isfinite(err) & (err > 0), err, dtype.type(1)))
         factor = np.where(err == 0, dtype.type(FAC_MAX),
-                          dtype.type(SAFETY) * err ** -alpha * err_prev ** beta)
+                          dtype.type(SAFETY) * np.exp(beta * np.log(err_prev) - alpha * log_err))
         fmax = np.where(just_rejected, dtype.type(1), dtype.type(FAC_MAX))
         factor = np.minimum(fmax, np.maximum(dtype.type(FAC_MIN), factor)).astype(dtype)
         t_new = tc + h_try
         tgt = np.full(B, t_end, dtype=dtype) if dense else t[np.minimum(nxt, N - 1)]
-        land = (direction * (t_new - tgt) >= 0) | (tc + h_try == tgt)
+        land = clip | (direction * (t_new - tgt) >= 0)
         t_new = np.where(land, tgt, t_new)
         for b in np.flatnonzero(accept):
             while nxt[b] < N and direction * (t[nxt[b]] - t_new[b]) <= 0:
@@ -222,7 +223,7 @@ def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, s
         active &= ~done
 
         # rejected rows: shrink
-        rfactor = np.where(finite, np.maximum(dtype.type(FAC_MIN), dtype.type(SAFETY) * err ** -alpha),
+        rfactor = np.where(finite, np.maximum(dtype.type(FAC_MIN), dtype.type(SAFETY) * np.exp(-alpha * log_err)),
                            dtype.type(FAC_MIN)).astype(dtype)
         rejected[reject] += 1
         h[reject] = (h_try * rfactor)[reject]

@@ -129,7 +129,8 @@ template <class S> struct MLP {
   int max_width = 0;
   bool time_input = false;
   Activation act = Activation::Tanh;
-  const S* packed = nullptr;              // L == 1 kernel: per layer, k-major, rows padded
+  const S* packed = nullptr;              // shared weights, per layer: bias row, then one row per
+                                          // input k holding W[:, k] (units padded to registers)
   int packed_offset[kMaxLayers] = {}, padded_out[kMaxLayers] = {};
   S* scratch = nullptr;                   // 2 * max_width * L values, owned by the caller
 
@@ -215,15 +216,26 @@ template <class S> struct MLP {
 #if ODEFAST_HAVE_AVX512
     if constexpr (L == simd::Pack<S>::width) {
       using V = simd::Pack<S>;
+      // shared weights: broadcast from the packed (k-major) copy, 8 consecutive values per k
+      const S* P = (!PerLane && packed) ? packed + packed_offset[i] : nullptr;
+      const int po = padded_out[i];
       for (; j0 + JB <= n_out; j0 += JB) {
         typename V::reg acc[JB];
         for (int jj = 0; jj < JB; ++jj)
           acc[jj] = PerLane ? V::load(bias + (j0 + jj) * L) : V::broadcast(bias[j0 + jj]);
-        for (int k = 0; k < in; ++k) {
-          const typename V::reg xk = V::load(x + k * L);
-          for (int jj = 0; jj < JB; ++jj) {
-            const int w = (j0 + jj) * in + k;
-            acc[jj] = V::fma(PerLane ? V::load(W + w * L) : V::broadcast(W[w]), xk, acc[jj]);
+        if (P) {
+          for (int k = 0; k < in; ++k) {
+            const typename V::reg xk = V::load(x + k * L);
+            const S* wk = P + (k + 1) * po + j0;
+            for (int jj = 0; jj < JB; ++jj) acc[jj] = V::fma(V::broadcast(wk[jj]), xk, acc[jj]);
+          }
+        } else {
+          for (int k = 0; k < in; ++k) {
+            const typename V::reg xk = V::load(x + k * L);
+            for (int jj = 0; jj < JB; ++jj) {
+              const int w = (j0 + jj) * in + k;
+              acc[jj] = V::fma(PerLane ? V::load(W + w * L) : V::broadcast(W[w]), xk, acc[jj]);
+            }
           }
         }
         S* o = out + j0 * L;

@@ -59,7 +59,14 @@ template <class S> struct SolveOutput {
   std::int32_t* status = nullptr;
 };
 
-template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrator {
+// Receives every accepted step of every lane (start time t, step h, start state y of lane l,
+// stored with stride L). The discrete adjoint replays these steps backwards.
+struct NoStepLog {
+  template <class S> ODEFAST_HD void push(int, S, S, const S*, int) {}
+};
+
+template <class S, class M, class Dyn, int L, bool PerLane, class StepLog = NoStepLog>
+class BlockIntegrator {
  public:
   static constexpr int s = M::stages;
   static constexpr bool fsal = tableaus::is_fsal<M>();
@@ -69,7 +76,8 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
   static constexpr double k_ctrl = M::has_err3 ? 8.0 : double(M::error_order + 1);
 
   // work: (s + 4) * D * L scalars. y0: the block's initial states, SoA [D][L].
-  ODEFAST_HD BlockIntegrator(const Dyn& f, const S* p, S* work) : f_(f), p_(p), D_(f.dim()) {
+  ODEFAST_HD BlockIntegrator(const Dyn& f, const S* p, S* work, StepLog* log = nullptr)
+      : f_(f), p_(p), D_(f.dim()), log_(log) {
     const int DL = D_ * L;
     k_ = work;
     y_ = work + s * DL;
@@ -105,6 +113,7 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
   const Dyn& f_;
   const S* p_;
   int D_;
+  StepLog* log_;
   S *k_, *y_, *ytmp_, *ynew_, *yout_;
   S t_[L], h_[L], log_err_prev_[L], tstage_[L];
   static constexpr S kLogErrFloor = S(-9.2103403719761836);  // log(1e-4): err_prev >= 1e-4
@@ -195,6 +204,9 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
     return true;
   }
 
+  // Fixed steps: all lanes share t and h, so a step is pure lane-parallel arithmetic; a
+  // lane's state is checked for inf/NaN once per output interval (status kNonFinite, NaN
+  // outputs from that output time on).
   ODEFAST_HD void run_fixed(const S* t_out, int n_times, const StepControl& ctl, std::int64_t first,
                             int n_valid, const SolveOutput<S>& out) {
     bool active[L];
@@ -204,30 +216,33 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
       const double t0 = double(t_out[i - 1]), span = double(t_out[i]) - t0;
       const std::int64_t n = fixed_substeps(span, ctl.dt);
       const double hd = span / double(n);
+      const std::int64_t todo = n < ctl.max_steps - taken ? n : ctl.max_steps - taken;
       for (int l = 0; l < L; ++l) h_[l] = S(hd);
-      for (std::int64_t j = 0; j < n; ++j) {
-        if (taken == ctl.max_steps) {
-          for (int l = 0; l < L; ++l)
-            if (active[l]) { active[l] = false; status_[l] = kMaxSteps; }
-        }
-        bool any = false;
-        for (int l = 0; l < L; ++l) any = any || active[l];
-        if (!any) break;
+      for (std::int64_t j = 0; j < todo; ++j) {
         for (int l = 0; l < L; ++l) t_[l] = S(t0 + double(j) * hd);
         eval(t_, y_, k(0));
         stages(h_);
-        ++taken;
-        for (int l = 0; l < L; ++l) {
-          if (!active[l]) continue;
-          nfev_[l] += s;
-          ++steps_[l];
-          if (!lane_finite(ynew_, l)) { active[l] = false; status_[l] = kNonFinite; continue; }
-          for (int d = 0; d < D_; ++d) y_[d * L + l] = ynew_[d * L + l];
-        }
+        if (log_)
+          for (int l = 0; l < L; ++l)
+            if (active[l]) log_->push(l, t_[l], h_[l], y_ + l, L);
+        for (int q = 0; q < D_ * L; ++q) y_[q] = ynew_[q];
+      }
+      taken += todo;
+      for (int l = 0; l < L; ++l) {
+        if (!active[l]) continue;
+        nfev_[l] += todo * s;
+        steps_[l] += todo;
+        if (!lane_finite(y_, l)) { active[l] = false; status_[l] = kNonFinite; }
+        else if (todo < n) { active[l] = false; status_[l] = kMaxSteps; }
       }
       write_output(out, i, first, n_valid, y_, active);
       for (int l = 0; l < n_valid; ++l)
         if (!active[l]) write_nan(out, i, first, l);
+      if (todo < n) {
+        for (int r = i + 1; r < n_times; ++r)
+          for (int l = 0; l < n_valid; ++l) write_nan(out, r, first, l);
+        return;
+      }
     }
   }
 
@@ -418,6 +433,9 @@ template <class S, class M, class Dyn, int L, bool PerLane> class BlockIntegrato
           if (next[l] >= n_times) active[l] = S(0);
         }
       }
+      if (log_)
+        for (int l = 0; l < L; ++l)
+          if (accepted[l] != S(0)) log_->push(l, t_[l], h_try[l], y_ + l, L);
       for (int d = 0; d < D_; ++d) {
         ODEFAST_LANES
         for (int l = 0; l < L; ++l) {

@@ -75,6 +75,7 @@ def integrate(tab: Tableau, fun, y0, t, rtol, atol, dt, max_steps):
 
 
 def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status):
+    """All rows share t and h; each row's state is checked once per output interval."""
     dtype, s = y0.dtype, st.tab.stages
     B = y0.shape[0]
     y = y0.copy()
@@ -84,24 +85,23 @@ def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status):
         t0, span = float(t[i - 1]), float(t[i]) - float(t[i - 1])
         n = fixed_substeps(span, dt)
         hd = span / n
+        todo = min(n, max_steps - taken)
         h = np.full(B, hd, dtype=dtype)
-        for j in range(n):
-            if taken == max_steps:
-                status[active] = 1
-                active[:] = False
-            if not active.any():
-                break
+        for j in range(todo):
             tj = np.full(B, t0 + j * hd, dtype=dtype)
-            k0 = st.fun(tj, y)
-            y_new, _ = st.step(tj, y, h, k0)
-            taken += 1
-            nfev[active] += s
-            steps[active] += 1
-            bad = active & ~np.all(np.isfinite(y_new), axis=1)
-            status[bad] = 3
-            active &= ~bad
-            y[active] = y_new[active]
+            y, _ = st.step(tj, y, h, st.fun(tj, y))
+        taken += todo
+        nfev[active] += todo * s
+        steps[active] += todo
+        bad = active & ~np.all(np.isfinite(y), axis=1)
+        status[bad] = 3
+        active &= ~bad
+        if todo < n:
+            status[active] = 1
+            active[:] = False
         ys[i][active] = y[active]
+        if todo < n:
+            return
 
 
 def _initial_step(st, y, k0, t0, t_end, rtol, atol, dt, nfev):

@@ -49,12 +49,33 @@ class _Stepper:
         return y + h[:, None] * np.einsum("sb,sbd->bd", B, k)
 
 
-def _rms(v, scale):
+def _rms(v, scale, dims=None):
+    """RMS over the first ``dims`` components (all by default)."""
+    if dims is not None:
+        v, scale = v[:, :dims], scale[:, :dims]
     return np.sqrt(np.mean((v / scale) ** 2, axis=1))
 
 
-def integrate(tab: Tableau, fun, y0, t, rtol, atol, dt, max_steps):
-    """Returns ys (N, B, D), nfev, steps, rejected, status (B,)."""
+class StepRecord:
+    """Accepted steps, for the discrete adjoint: per step the rows that took it, their start
+    times, step sizes and start states, and the outputs each row wrote inside it."""
+
+    def __init__(self):
+        self.steps = []       # (rows (bool B), t (B,), h (B,), y (B, D))
+        self.outputs = []     # per step: list of (row, output index, theta or None for the step end)
+
+    def push(self, rows, t, h, y):
+        self.steps.append((rows.copy(), t.copy(), h.copy(), y.copy()))
+        self.outputs.append([])
+
+    def output(self, row, i, theta):
+        self.outputs[-1].append((row, i, theta))
+
+
+def integrate(tab: Tableau, fun, y0, t, rtol, atol, dt, max_steps, record=None, error_dims=None):
+    """Returns ys (N, B, D), nfev, steps, rejected, status (B,). ``record`` (a StepRecord)
+    receives every accepted step; ``error_dims`` limits error control to the first components
+    (a seminorm, for adjoint systems)."""
     dtype = y0.dtype
     N, (B, D) = t.shape[0], y0.shape
     ys = np.full((N, B, D), np.nan, dtype=dtype)
@@ -68,13 +89,14 @@ def integrate(tab: Tableau, fun, y0, t, rtol, atol, dt, max_steps):
     st = _Stepper(tab, fun, dtype)
     with np.errstate(all="ignore"):  # non-finite states are detected and reported per row
         if tab.adaptive:
-            _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, status)
+            st.error_dims = y0.shape[1] if error_dims is None else error_dims
+            _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, status, record)
         else:
-            _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status)
+            _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status, record)
     return ys, nfev, steps, rejected, status
 
 
-def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status):
+def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status, record=None):
     """All rows share t and h; each row's state is checked once per output interval."""
     dtype, s = y0.dtype, st.tab.stages
     B = y0.shape[0]
@@ -89,6 +111,8 @@ def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status):
         h = np.full(B, hd, dtype=dtype)
         for j in range(todo):
             tj = np.full(B, t0 + j * hd, dtype=dtype)
+            if record is not None:
+                record.push(active, tj, h, y)
             y, _ = st.step(tj, y, h, st.fun(tj, y))
         taken += todo
         nfev[active] += todo * s
@@ -100,6 +124,9 @@ def _fixed(st, y0, t, dt, max_steps, ys, nfev, steps, status):
             status[active] = 1
             active[:] = False
         ys[i][active] = y[active]
+        if record is not None and todo > 0:
+            for b in np.flatnonzero(active):
+                record.output(b, i, None)
         if todo < n:
             return
 
@@ -113,13 +140,14 @@ def _initial_step(st, y, k0, t0, t_end, rtol, atol, dt, nfev):
     if dt > 0:
         return np.full(B, direction * min(dtype.type(dt), max_h), dtype=dtype)
     scale = dtype.type(atol) + dtype.type(rtol) * np.abs(y)
-    d0, d1 = _rms(y, scale), _rms(k0, scale)
+    dims = st.error_dims
+    d0, d1 = _rms(y, scale, dims), _rms(k0, scale, dims)
     h0 = np.where((d0 < 1e-5) | (d1 < 1e-5), dtype.type(1e-6), dtype.type(0.01) * d0 / d1).astype(dtype)
     h0 = np.minimum(h0, max_h)
     h = direction * h0
     f1 = st.fun(t0 + h, y + h[:, None] * k0)
     nfev += 1
-    d2 = _rms((f1 - k0) / h0[:, None], scale)
+    d2 = _rms((f1 - k0) / h0[:, None], scale, dims)
     m = np.maximum(d1, d2)
     k = control_order(st.tab)
     h1 = np.where(m <= 1e-15, np.maximum(dtype.type(1e-6), h0 * dtype.type(1e-3)),
@@ -136,18 +164,19 @@ def control_order(tab: Tableau) -> float:
 def _error_norm(st, y, y_new, k, h, rtol, atol):
     dtype = y.dtype
     scale = dtype.type(atol) + dtype.type(rtol) * np.maximum(np.abs(y), np.abs(y_new))
-    err = h[:, None] * np.tensordot(st.b_err, k, axes=1)
+    dims = st.error_dims
+    err = (h[:, None] * np.tensordot(st.b_err, k, axes=1))[:, :dims]
+    scale = scale[:, :dims]
     if st.b_err3 is None:
         return _rms(err, scale)
-    err3 = h[:, None] * np.tensordot(st.b_err3, k, axes=1)
+    err3 = (h[:, None] * np.tensordot(st.b_err3, k, axes=1))[:, :dims]
     e5 = np.sum((err / scale) ** 2, axis=1)
     e3 = np.sum((err3 / scale) ** 2, axis=1)
-    D = y.shape[1]
-    out = e5 / np.sqrt(D * (e5 + dtype.type(0.01) * e3))
+    out = e5 / np.sqrt(dims * (e5 + dtype.type(0.01) * e3))
     return np.where((e5 == 0) & (e3 == 0), dtype.type(0), out)
 
 
-def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, status):
+def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, status, record=None):
     tab, dtype = st.tab, y0.dtype
     s, N, B = tab.stages, t.shape[0], y0.shape[0]
     dense = tab.dense is not None
@@ -189,7 +218,7 @@ def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, s
         y_new, k = st.step(tc, y, h_try, k0)
         nfev[active] += s - 1
         err = _error_norm(st, y, y_new, k, h_try, rtol, atol)
-        finite = np.isfinite(err) & np.all(np.isfinite(y_new), axis=1)
+        finite = np.isfinite(err) & np.all(np.isfinite(y_new), axis=1)  # all components
         err = np.where(finite, err, dtype.type(np.inf))
         last_nonfinite = np.where(active, ~finite, last_nonfinite)
         accept = active & (err <= 1)
@@ -205,13 +234,18 @@ def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, s
         tgt = np.full(B, t_end, dtype=dtype) if dense else t[np.minimum(nxt, N - 1)]
         land = clip | (direction * (t_new - tgt) >= 0)
         t_new = np.where(land, tgt, t_new)
+        if record is not None and accept.any():
+            record.push(accept, tc, h_try, y)
         for b in np.flatnonzero(accept):
             while nxt[b] < N and direction * (t[nxt[b]] - t_new[b]) <= 0:
                 if t[nxt[b]] == t_new[b]:
                     ys[nxt[b], b] = y_new[b]
+                    theta = None
                 else:
                     theta = np.array([(t[nxt[b]] - tc[b]) / h_try[b]], dtype=dtype)
                     ys[nxt[b], b] = st.interpolate(y[b:b + 1], h_try[b:b + 1], k[:, b:b + 1], theta)[0]
+                if record is not None:
+                    record.output(b, nxt[b], theta)
                 nxt[b] += 1
         y[accept] = y_new[accept]
         tc[accept] = t_new[accept]

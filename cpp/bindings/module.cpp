@@ -42,9 +42,7 @@ const void* data_of(const py::array& a, const char* name, const std::string& dty
   return a.data();
 }
 
-py::tuple solve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
-                const py::array& y0, const py::array& t, const py::array& params,
-                double rtol, double atol, double dt, std::int64_t max_steps) {
+odefast::DynamicsSpec parse_spec(const py::dict& dynamics) {
   odefast::DynamicsSpec spec;
   spec.kind = dynamics["kind"].cast<std::string>();
   spec.dim = dynamics["dim"].cast<int>();
@@ -55,11 +53,21 @@ py::tuple solve(const py::dict& dynamics, const std::string& dtype, const std::s
   if (dynamics.contains("space_dim")) spec.space_dim = dynamics["space_dim"].cast<int>();
   if (dynamics.contains("G")) spec.G = dynamics["G"].cast<double>();
   if (dynamics.contains("softening")) spec.softening = dynamics["softening"].cast<double>();
+  return spec;
+}
 
+py::array new_array(const std::string& dtype, std::vector<py::ssize_t> shape) {
+  return dtype == "float32" ? py::array(py::array_t<float>(shape)) : py::array(py::array_t<double>(shape));
+}
+
+// Checks the arrays of a solve and fills the request (outputs are allocated by the caller).
+odefast::SolveRequest make_request(const odefast::DynamicsSpec& spec, const std::string& dtype,
+                                   const std::string& method, const py::array& y0, const py::array& t,
+                                   const py::array& params, double rtol, double atol, double dt,
+                                   std::int64_t max_steps) {
   if (y0.ndim() != 2 || y0.shape(1) != spec.dim) throw py::value_error("y0: expected shape (B, D)");
   if (t.ndim() != 1) throw py::value_error("t: expected a 1-D array");
   if (params.ndim() != 1 && params.ndim() != 2) throw py::value_error("params: expected 1-D or 2-D");
-
   odefast::SolveRequest r;
   r.dtype = dtype;
   r.method = method;
@@ -76,22 +84,137 @@ py::tuple solve(const py::dict& dynamics, const std::string& dtype, const std::s
   r.control.atol = atol;
   r.control.dt = dt;
   r.control.max_steps = max_steps;
+  return r;
+}
 
-  const py::ssize_t B = r.batch, N = r.n_times, D = spec.dim;
-  py::array ys = dtype == "float32" ? py::array(py::array_t<float>({N, B, D}))
-                                    : py::array(py::array_t<double>({N, B, D}));
-  py::array_t<std::int64_t> nfev(B), steps(B), rejected(B);
-  py::array_t<std::int32_t> status(B);
-  r.ys = ys.mutable_data();
-  r.nfev = nfev.mutable_data();
-  r.steps = steps.mutable_data();
-  r.rejected = rejected.mutable_data();
-  r.status = status.mutable_data();
+struct Outputs {
+  py::array ys;
+  py::array_t<std::int64_t> nfev, steps, rejected;
+  py::array_t<std::int32_t> status;
+  Outputs(odefast::SolveRequest& r, const std::string& dtype, py::ssize_t D)
+      : ys(new_array(dtype, {py::ssize_t(r.n_times), py::ssize_t(r.batch), D})),
+        nfev(r.batch), steps(r.batch), rejected(r.batch), status(r.batch) {
+    r.ys = ys.mutable_data();
+    r.nfev = nfev.mutable_data();
+    r.steps = steps.mutable_data();
+    r.rejected = rejected.mutable_data();
+    r.status = status.mutable_data();
+  }
+  py::tuple tuple() const { return py::make_tuple(ys, nfev, steps, rejected, status); }
+};
+
+py::tuple solve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                const py::array& y0, const py::array& t, const py::array& params,
+                double rtol, double atol, double dt, std::int64_t max_steps) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::SolveRequest r = make_request(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  Outputs out(r, dtype, spec.dim);
   {
     py::gil_scoped_release release;
     odefast::solve(spec, r);
   }
-  return py::make_tuple(ys, nfev, steps, rejected, status);
+  return out.tuple();
+}
+
+// The discrete adjoint's record, kept alive between the forward and backward calls.
+class PyTape {
+ public:
+  PyTape(std::unique_ptr<odefast::Tape> tape, std::string dtype, py::ssize_t B, py::ssize_t N,
+         py::ssize_t D, py::ssize_t P, bool per_traj)
+      : tape_(std::move(tape)), dtype_(std::move(dtype)), B_(B), N_(N), D_(D), P_(P), per_traj_(per_traj) {}
+
+  py::tuple backward(const py::array& cot) const {
+    if (cot.ndim() != 3 || cot.shape(0) != N_ || cot.shape(1) != B_ || cot.shape(2) != D_)
+      throw py::value_error("cotangent: expected shape (N, B, D)");
+    const void* c = data_of(cot, "cotangent", dtype_);
+    py::array ybar0 = new_array(dtype_, {B_, D_});
+    py::array pbar = per_traj_ ? new_array(dtype_, {B_, P_}) : new_array(dtype_, {P_});
+    void* yb = ybar0.mutable_data();
+    void* pb = pbar.mutable_data();
+    {
+      py::gil_scoped_release release;
+      tape_->backward(c, yb, pb);
+    }
+    return py::make_tuple(ybar0, pbar);
+  }
+
+ private:
+  std::unique_ptr<odefast::Tape> tape_;
+  std::string dtype_;
+  py::ssize_t B_, N_, D_, P_;
+  bool per_traj_;
+};
+
+py::tuple solve_recording(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                          const py::array& y0, const py::array& t, const py::array& params,
+                          double rtol, double atol, double dt, std::int64_t max_steps) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::SolveRequest r = make_request(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  Outputs out(r, dtype, spec.dim);
+  std::unique_ptr<odefast::Tape> tape;
+  {
+    py::gil_scoped_release release;
+    tape = odefast::solve_recording(spec, r);
+  }
+  auto py_tape = std::make_unique<PyTape>(std::move(tape), dtype, r.batch, r.n_times, spec.dim,
+                                          r.n_params, r.per_trajectory_params);
+  return py::make_tuple(out.ys, out.nfev, out.steps, out.rejected, out.status, std::move(py_tape));
+}
+
+py::tuple backsolve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                    const py::array& y_end, const py::array& t, const py::array& params,
+                    const py::array& cot, double rtol, double atol, double dt, std::int64_t max_steps) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::SolveRequest r = make_request(spec, dtype, method, y_end, t, params, rtol, atol, dt, max_steps);
+  if (cot.ndim() != 3 || cot.shape(0) != r.n_times || cot.shape(1) != r.batch || cot.shape(2) != spec.dim)
+    throw py::value_error("cotangent: expected shape (N, B, D)");
+  const void* c = data_of(cot, "cotangent", dtype);
+  const py::ssize_t B = r.batch, D = spec.dim, P = r.n_params;
+  py::array ybar0 = new_array(dtype, {B, D});
+  py::array pbar = r.per_trajectory_params ? new_array(dtype, {B, P}) : new_array(dtype, {P});
+  py::array_t<std::int64_t> nfev(B);
+  py::array_t<std::int32_t> status(B);
+  r.nfev = nfev.mutable_data();
+  r.status = status.mutable_data();
+  void* yb = ybar0.mutable_data();
+  void* pb = pbar.mutable_data();
+  {
+    py::gil_scoped_release release;
+    odefast::backsolve(spec, r, c, yb, pb);
+  }
+  return py::make_tuple(ybar0, pbar, status, nfev);
+}
+
+// f(t_b, y_b) for every row, or (with `a`) its vjp (gy, gp per row, gt).
+py::object field(const py::dict& dynamics, const std::string& dtype, const py::array& t,
+                 const py::array& y, const py::array& params, const py::object& a) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  if (y.ndim() != 2 || y.shape(1) != spec.dim) throw py::value_error("y: expected shape (B, D)");
+  const py::ssize_t B = y.shape(0), D = spec.dim;
+  if (t.ndim() != 1 || t.shape(0) != B) throw py::value_error("t: expected shape (B,)");
+  const bool per_traj = params.ndim() == 2;
+  const py::ssize_t P = params.shape(params.ndim() - 1);
+  if (per_traj && params.shape(0) != B) throw py::value_error("params: expected (P,) or (B, P)");
+  const void* tp = data_of(t, "t", dtype);
+  const void* yp = data_of(y, "y", dtype);
+  const void* pp = data_of(params, "params", dtype);
+  if (a.is_none()) {
+    py::array dy = new_array(dtype, {B, D});
+    void* d = dy.mutable_data();
+    py::gil_scoped_release release;
+    odefast::eval_field(spec, dtype, B, tp, yp, pp, per_traj, d);
+    return std::move(dy);
+  }
+  const py::array aa = a.cast<py::array>();
+  if (aa.ndim() != 2 || aa.shape(0) != B || aa.shape(1) != D) throw py::value_error("a: expected shape (B, D)");
+  const void* ap = data_of(aa, "a", dtype);
+  py::array gy = new_array(dtype, {B, D}), gp = new_array(dtype, {B, P}), gt = new_array(dtype, {B});
+  void *g1 = gy.mutable_data(), *g2 = gp.mutable_data(), *g3 = gt.mutable_data();
+  {
+    py::gil_scoped_release release;
+    odefast::vjp_field(spec, dtype, B, tp, yp, pp, per_traj, ap, g1, g2, g3);
+  }
+  return py::make_tuple(gy, gp, gt);
 }
 
 py::dict tableau(const std::string& method) {
@@ -152,6 +275,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("solve", &solve, py::arg("dynamics"), py::arg("dtype"), py::arg("method"), py::arg("y0"),
         py::arg("t"), py::arg("params"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
         py::arg("max_steps"));
+  py::class_<PyTape>(m, "Tape", "Record of a forward solve for the discrete adjoint")
+      .def("backward", &PyTape::backward, py::arg("cotangent"),
+           "(ybar0 (B, D) without cotangent[0], pbar (P,) or (B, P))");
+  m.def("solve_recording", &solve_recording, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
+        py::arg("y0"), py::arg("t"), py::arg("params"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
+        py::arg("max_steps"));
+  m.def("backsolve", &backsolve, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
+        py::arg("y_end"), py::arg("t"), py::arg("params"), py::arg("cotangent"), py::arg("rtol"),
+        py::arg("atol"), py::arg("dt"), py::arg("max_steps"));
+  m.def("field", &field, py::arg("dynamics"), py::arg("dtype"), py::arg("t"), py::arg("y"),
+        py::arg("params"), py::arg("a") = py::none());
   m.def("set_num_threads", &odefast::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &odefast::get_num_threads);
   m.def("methods", &odefast::method_names);

@@ -6,13 +6,69 @@
 
 namespace odefast {
 
-extern template void solve_typed<float>(const DynamicsSpec&, const SolveRequest&);
-extern template void solve_typed<double>(const DynamicsSpec&, const SolveRequest&);
+#define ODEFAST_EXTERN(S)                                                                        \
+  extern template void solve_typed<S>(const DynamicsSpec&, const SolveRequest&);                  \
+  extern template std::unique_ptr<Tape> solve_recording_typed<S>(const DynamicsSpec&,             \
+                                                                 const SolveRequest&);            \
+  extern template void backsolve_typed<S>(const DynamicsSpec&, const SolveRequest&, const void*,  \
+                                          void*, void*);                                          \
+  extern template void field_typed<S>(const DynamicsSpec&, std::int64_t, const S*, const S*,      \
+                                      const S*, bool, const S*, S*, S*, S*, S*);
+ODEFAST_EXTERN(float)
+ODEFAST_EXTERN(double)
+#undef ODEFAST_EXTERN
+
+namespace {
+[[noreturn]] void bad_dtype(const std::string& dtype) {
+  throw std::invalid_argument("unsupported dtype '" + dtype + "'; supported: float32, float64");
+}
+}  // namespace
 
 void solve(const DynamicsSpec& dynamics, const SolveRequest& request) {
   if (request.dtype == "float32") return solve_typed<float>(dynamics, request);
   if (request.dtype == "float64") return solve_typed<double>(dynamics, request);
-  throw std::invalid_argument("unsupported dtype '" + request.dtype + "'; supported: float32, float64");
+  bad_dtype(request.dtype);
+}
+
+std::unique_ptr<Tape> solve_recording(const DynamicsSpec& dynamics, const SolveRequest& request) {
+  if (request.dtype == "float32") return solve_recording_typed<float>(dynamics, request);
+  if (request.dtype == "float64") return solve_recording_typed<double>(dynamics, request);
+  bad_dtype(request.dtype);
+}
+
+void backsolve(const DynamicsSpec& dynamics, const SolveRequest& request, const void* cot,
+               void* ybar0, void* pbar) {
+  if (request.dtype == "float32") return backsolve_typed<float>(dynamics, request, cot, ybar0, pbar);
+  if (request.dtype == "float64") return backsolve_typed<double>(dynamics, request, cot, ybar0, pbar);
+  bad_dtype(request.dtype);
+}
+
+template <class S>
+static void field(const DynamicsSpec& d, std::int64_t batch, const void* t, const void* y,
+                  const void* params, bool per_traj, const void* a, void* dy, void* gy, void* gp,
+                  void* gt) {
+  field_typed<S>(d, batch, static_cast<const S*>(t), static_cast<const S*>(y),
+                 static_cast<const S*>(params), per_traj, static_cast<const S*>(a),
+                 static_cast<S*>(dy), static_cast<S*>(gy), static_cast<S*>(gp), static_cast<S*>(gt));
+}
+
+void eval_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int64_t batch,
+                const void* t, const void* y, const void* params, bool per_trajectory, void* dy) {
+  if (dtype == "float32")
+    return field<float>(dynamics, batch, t, y, params, per_trajectory, nullptr, dy, nullptr, nullptr, nullptr);
+  if (dtype == "float64")
+    return field<double>(dynamics, batch, t, y, params, per_trajectory, nullptr, dy, nullptr, nullptr, nullptr);
+  bad_dtype(dtype);
+}
+
+void vjp_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int64_t batch,
+               const void* t, const void* y, const void* params, bool per_trajectory,
+               const void* a, void* gy, void* gp, void* gt) {
+  if (dtype == "float32")
+    return field<float>(dynamics, batch, t, y, params, per_trajectory, a, nullptr, gy, gp, gt);
+  if (dtype == "float64")
+    return field<double>(dynamics, batch, t, y, params, per_trajectory, a, nullptr, gy, gp, gt);
+  bad_dtype(dtype);
 }
 
 std::vector<std::string> method_names() {

@@ -1,11 +1,15 @@
 // The one place where runtime choices become template arguments. Each dtype's instantiations
 // live in their own translation unit (solve_float32.cpp, solve_float64.cpp) to keep builds fast.
 #pragma once
+#include <memory>
 #include <stdexcept>
+#include <type_traits>
 #include <string>
 #include <vector>
 
+#include "odefast/adjoint.hpp"
 #include "odefast/api.hpp"
+#include "odefast/dynamics_vjp.hpp"
 #include "odefast/batch.hpp"
 #include "odefast/dynamics.hpp"
 #include "odefast/tableaus.hpp"
@@ -81,6 +85,78 @@ template <class S> void solve_typed(const DynamicsSpec& spec, const SolveRequest
       using M = decltype(method);
       solve_batch<S, M>(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t),
                         int(r.n_times), params, r.per_trajectory_params, r.control, out);
+    });
+  });
+}
+
+template <class S, class M, class Dyn> class TapeImpl final : public Tape {
+ public:
+  TapeImpl(std::vector<S>&& storage, const Dyn& f, const SolveRequest& r)
+      : storage_(std::move(storage)),  // f's packed weights point into this buffer
+        adjoint_(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t), int(r.n_times),
+                 static_cast<const S*>(r.params), r.per_trajectory_params, r.control,
+                 SolveOutput<S>{static_cast<S*>(r.ys), r.batch, r.nfev, r.steps, r.rejected, r.status}) {}
+  void backward(const void* cot, void* ybar0, void* pbar) const override {
+    adjoint_.backward(static_cast<const S*>(cot), static_cast<S*>(ybar0), static_cast<S*>(pbar));
+  }
+
+ private:
+  std::vector<S> storage_;
+  CheckpointAdjoint<S, M, Dyn> adjoint_;
+};
+
+template <class S>
+std::unique_ptr<Tape> solve_recording_typed(const DynamicsSpec& spec, const SolveRequest& r) {
+  const S* params = static_cast<const S*>(r.params);
+  std::vector<S> storage;
+  std::unique_ptr<Tape> tape;
+  with_dynamics<S>(spec, r.per_trajectory_params ? nullptr : params, storage, [&](const auto& f) {
+    using Dyn = std::decay_t<decltype(f)>;
+    with_method(r.method, [&](auto method) {
+      using M = decltype(method);
+      tape = std::make_unique<TapeImpl<S, M, Dyn>>(std::move(storage), f, r);
+    });
+  });
+  return tape;
+}
+
+template <class S>
+void backsolve_typed(const DynamicsSpec& spec, const SolveRequest& r, const void* cot, void* ybar0,
+                     void* pbar) {
+  const S* params = static_cast<const S*>(r.params);
+  std::vector<S> storage;
+  with_dynamics<S>(spec, r.per_trajectory_params ? nullptr : params, storage, [&](const auto& f) {
+    with_method(r.method, [&](auto method) {
+      using M = decltype(method);
+      backsolve<S, M>(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t),
+                      int(r.n_times), params, r.per_trajectory_params, static_cast<const S*>(cot),
+                      r.control, static_cast<S*>(ybar0), static_cast<S*>(pbar), r.status, r.nfev);
+    });
+  });
+}
+
+// Row-by-row evaluation of f or its vjp (lone-trajectory kernels; for time gradients and tests).
+template <class S>
+void field_typed(const DynamicsSpec& spec, std::int64_t batch, const S* t, const S* y, const S* params,
+                 bool per_trajectory, const S* a, S* dy, S* gy, S* gp, S* gt) {
+  std::vector<S> storage;
+  with_dynamics<S>(spec, per_trajectory ? nullptr : params, storage, [&](const auto& f) {
+    using Dyn = std::decay_t<decltype(f)>;
+    const int D = f.dim(), P = f.n_params();
+    parallel_for((batch + 63) / 64, [&](std::int64_t c) {
+      Dyn g = f;
+      std::vector<S> scratch(f.scratch_size(1) + vjp_work_size(f, 1));
+      g.scratch = scratch.data();
+      for (std::int64_t b = c * 64; b < std::min<std::int64_t>(batch, (c + 1) * 64); ++b) {
+        const S* p = per_trajectory ? params + b * P : params;
+        if (a == nullptr) {
+          g.template eval<1, false>(t + b, y + b * D, dy + b * D, p);
+        } else {
+          for (int j = 0; j < P; ++j) gp[b * P + j] = S(0);
+          vjp<1, false>(g, t + b, y + b * D, p, a + b * D, gy + b * D, gp + b * P, gt + b,
+                        scratch.data() + f.scratch_size(1));
+        }
+      }
     });
   });
 }

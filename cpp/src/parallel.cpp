@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -20,6 +21,11 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// Waiting: a sleeping thread on this kind of machine (a VM) can take milliseconds to wake up,
+// longer than a whole small solve. So the caller spins while the workers finish the last
+// blocks, and workers spin for a short while after each region before they sleep, so that
+// back-to-back solves (a training loop, a benchmark) find them awake. Each spin falls back to
+// the condition variables, with the usual Dekker handshake (seq_cst flag, then re-check).
 class Pool {
  public:
   ~Pool() { resize(0); }
@@ -27,36 +33,62 @@ class Pool {
   void resize(int n_workers) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
+      stop_.store(true);
     }
     cv_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
-    stop_ = false;
-    for (int i = 0; i < n_workers; ++i) workers_.emplace_back([this] { loop(); });
+    stop_.store(false);
+    // New workers must not mistake an already finished round for a new one.
+    const std::uint64_t current = generation_.load();
+    for (int i = 0; i < n_workers; ++i) workers_.emplace_back([this, current] { loop(current); });
   }
 
   void run(std::int64_t n, const std::function<void(std::int64_t)>& body, int n_threads) {
     std::lock_guard<std::mutex> serial(run_mu_);  // one parallel region at a time
     if (int(workers_.size()) != n_threads - 1) resize(n_threads - 1);
-    {
+    body_ = &body;
+    n_ = n;
+    next_.store(0);
+    error_ = nullptr;
+    busy_.store(int(workers_.size()));
+    generation_.fetch_add(1);  // publishes the fields above to spinning workers
+    if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
-      body_ = &body;
-      n_ = n;
-      next_.store(0);
-      error_ = nullptr;
-      busy_ = int(workers_.size());
-      ++generation_;
+      cv_.notify_all();
     }
-    cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [this] { return busy_ == 0; });
+    if (!spin_until([this] { return busy_.load(std::memory_order_acquire) == 0; }, kCallerSpin)) {
+      std::unique_lock<std::mutex> lock(mu_);
+      caller_waiting_.store(true);
+      done_cv_.wait(lock, [this] { return busy_.load() == 0; });
+      caller_waiting_.store(false);
+    }
     body_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::microseconds kCallerSpin{20000}, kWorkerSpin{2000};
+
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  // Polls done() for up to `limit`; true once it holds.
+  template <class Done> static bool spin_until(Done done, std::chrono::microseconds limit) {
+    const auto deadline = Clock::now() + limit;
+    while (true) {
+      for (int i = 0; i < 256; ++i) {
+        if (done()) return true;
+        pause();
+      }
+      if (Clock::now() > deadline) return done();
+    }
+  }
+
   void work() {
     for (std::int64_t i; (i = next_.fetch_add(1)) < n_;) {
       try {
@@ -68,21 +100,22 @@ class Pool {
       }
     }
   }
-  void loop() {
-    std::uint64_t seen = 0;
+  void loop(std::uint64_t seen) {
     while (true) {
-      {
+      auto fresh = [&] { return stop_.load() || generation_.load() != seen; };
+      if (!spin_until(fresh, kWorkerSpin)) {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
+        sleepers_.fetch_add(1);
+        cv_.wait(lock, fresh);
+        sleepers_.fetch_sub(1);
       }
+      if (stop_.load()) return;
+      seen = generation_.load();
       work();
-      {
+      if (busy_.fetch_sub(1) == 1 && caller_waiting_.load()) {
         std::lock_guard<std::mutex> lock(mu_);
-        --busy_;
+        done_cv_.notify_one();
       }
-      done_cv_.notify_one();
     }
   }
 
@@ -93,9 +126,9 @@ class Pool {
   std::int64_t n_ = 0;
   std::atomic<std::int64_t> next_{0};
   std::exception_ptr error_;
-  int busy_ = 0;
-  std::uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> busy_{0}, sleepers_{0};
+  std::atomic<bool> stop_{false}, caller_waiting_{false};
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 Pool& pool() {

@@ -1,3 +1,4 @@
+// Forward solves for float (explicit instantiations: one translation unit per dtype and task).
 #include "dispatch.hpp"
 
 namespace odefast {

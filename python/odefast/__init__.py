@@ -1,9 +1,11 @@
 """odefast: batched ODE solves in C++ with adjoint gradients, validated against NumPy."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _core, reference
+from . import _core, losses, reference
 from ._dynamics import MLP, Dynamics, Linear, Lorenz, NBody, PythonDynamics
 from ._problem import STATUS_MESSAGES, Solution, SolveError, SolveWarning
+from ._grad import Gradient
+from ._gradients import value_and_grad, vjp
 from ._solve import cuda_available, solve
 from ._tableaus import METHODS
 
@@ -16,6 +18,7 @@ __all__ = [
     "__version__", "backends", "build_info", "set_num_threads", "get_num_threads",
     "Dynamics", "MLP", "Linear", "Lorenz", "NBody", "PythonDynamics",
     "solve", "Solution", "SolveWarning", "SolveError", "STATUS_MESSAGES", "METHODS", "reference",
+    "vjp", "value_and_grad", "Gradient", "losses",
 ]
 
 

@@ -99,8 +99,16 @@ def assemble(pb: Problem, sol: Solution, cot, ybar0, pbar, g_t, status, adjoint,
                     adjoint=adjoint)
 
 
-def loss_cotangent(loss: Loss, sol: Solution, y0_user: np.ndarray):
-    """(value, d_ys, d_y0) of the loss at the solution."""
+def loss_cotangent(loss: Loss, sol: Solution, y0_user: np.ndarray, pb: Problem):
+    """(value, cotangent (N, B, D), d_y0) of the loss at the solution. Failed trajectories
+    have NaN outputs; their cotangent is zeroed here (their gradients are reported as NaN)."""
     value = loss.value(sol.ys, y0_user)
     d_ys, d_y0 = loss.grad(sol.ys, y0_user)
-    return value, d_ys, d_y0
+    bad = sol.status != 0
+    if bad.any():
+        d_ys = np.array(d_ys, dtype=pb.dtype, copy=True)
+        if pb.squeeze:
+            d_ys[...] = 0
+        else:
+            d_ys[:, bad] = 0
+    return value, check_cotangent(d_ys, pb), d_y0

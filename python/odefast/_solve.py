@@ -7,7 +7,9 @@ from ._problem import Solution, check_on_failure, finish, prepare
 
 
 def cuda_available() -> bool:
-    return bool(_core.build_info()["cuda_compiled"]) and _core.cuda_device_count() > 0
+    """True when device='cuda' can run. The CUDA solver kernels are not in this release, so
+    this is False even where the CUDA sources were compiled and a GPU is visible."""
+    return False
 
 
 def check_device(device) -> str:
@@ -49,9 +51,9 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
     check_device(device)
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
     if isinstance(pb.f, PythonDynamics):
-        from . import reference  # the slow path: a NumPy vector field, integrated in NumPy
-        return reference.solve(f, y0, t, method=method, rtol=rtol, atol=atol, dt=dt,
-                               max_steps=max_steps, params=params, on_failure=on_failure)
-    out = _core.solve(pb.f._spec(), pb.dtype.name, pb.method, pb.y0, pb.t, pb.params,
-                      pb.rtol, pb.atol, pb.dt, pb.max_steps)
+        from .reference import _integrate  # the slow path: a NumPy vector field, in NumPy
+        out = _integrate(pb)
+    else:
+        out = _core.solve(pb.f._spec(), pb.dtype.name, pb.method, pb.y0, pb.t, pb.params,
+                          pb.rtol, pb.atol, pb.dt, pb.max_steps)
     return finish(pb, *out, on_failure=on_failure)

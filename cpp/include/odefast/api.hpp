@@ -2,6 +2,7 @@
 // become template arguments in exactly one place: src/dispatch.hpp.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,30 @@ struct SolveRequest {
 };
 
 void solve(const DynamicsSpec& dynamics, const SolveRequest& request);
+
+// The discrete adjoint's forward pass (fills the request's outputs like solve) and its record.
+class Tape {
+ public:
+  virtual ~Tape() = default;
+  // cot: (n_times, batch, D); ybar0: (batch, D), dL/dy0 without cot[0];
+  // pbar: (P,) summed over trajectories, or (batch, P) for per-trajectory parameters.
+  virtual void backward(const void* cot, void* ybar0, void* pbar) const = 0;
+};
+std::unique_ptr<Tape> solve_recording(const DynamicsSpec& dynamics, const SolveRequest& request);
+
+// The continuous adjoint: request.y0 holds y(t[-1]) (batch, D); request.status / nfev get the
+// backward solve's per-trajectory results.
+void backsolve(const DynamicsSpec& dynamics, const SolveRequest& request, const void* cot,
+               void* ybar0, void* pbar);
+
+// dy = f(t_b, y_b; params) for every row b (t: (batch,)).
+void eval_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int64_t batch,
+                const void* t, const void* y, const void* params, bool per_trajectory, void* dy);
+
+// vjp of f at every row: gy (batch, D), gp (batch, P) per row, gt (batch,).
+void vjp_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int64_t batch,
+               const void* t, const void* y, const void* params, bool per_trajectory,
+               const void* a, void* gy, void* gp, void* gt);
 
 std::vector<std::string> method_names();
 bool method_is_adaptive(const std::string& method);

@@ -1,8 +1,10 @@
 // CPU batch driver: splits a batch into lane blocks, runs them on the thread pool.
 //
-// Full blocks use kLanes<S> lanes (one AVX-512 register of trajectories); the remainder runs
-// one trajectory at a time. Both paths perform identical arithmetic per trajectory (see
-// dynamics.hpp), so every result is independent of batch size, position and thread count.
+// Blocks hold kBlockLanes<S> trajectories (two AVX-512 registers: two independent dependency
+// chains through every lane-parallel step, and half the per-step bookkeeping per trajectory);
+// a remainder of at least kLanes<S> runs as one-register blocks, the rest one trajectory at a
+// time. All paths perform identical arithmetic per trajectory (see dynamics.hpp), so every
+// result is independent of batch size, position and thread count.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,16 +15,20 @@
 namespace odefast {
 
 template <class S> constexpr int kLanes = 64 / int(sizeof(S));
+template <class S> constexpr int kBlockLanes = 2 * kLanes<S>;
 
 template <class S, class M, int L, bool PerLane, class Dyn>
 void run_block(const Dyn& proto, const S* y0, const S* t, int n_times, const S* params, int P,
                const StepControl& ctl, std::int64_t first, int n_valid, const SolveOutput<S>& out) {
   const int D = proto.dim();
-  std::vector<S> work(std::size_t(M::stages + 4) * D * L + proto.scratch_size(L) +
-                      (PerLane ? std::size_t(P) * L : 0) + std::size_t(D) * L);
+  const std::size_t n_integ = std::size_t(M::stages + 4) * D * L, n_scratch = proto.scratch_size(L);
+  // one buffer per thread, reused by all its blocks (no allocation per block)
+  thread_local std::vector<S> work;
+  const std::size_t need = n_integ + n_scratch + (PerLane ? std::size_t(P) * L : 0) + std::size_t(D) * L;
+  if (work.size() < need) work.resize(need);
   S* integ = work.data();
-  S* scratch = integ + std::size_t(M::stages + 4) * D * L;
-  S* lane_params = scratch + proto.scratch_size(L);
+  S* scratch = integ + n_integ;
+  S* lane_params = scratch + n_scratch;
   S* y_block = lane_params + (PerLane ? std::size_t(P) * L : 0);
   // SoA gather; padding lanes repeat the first trajectory so they stay finite
   for (int l = 0; l < L; ++l) {
@@ -42,23 +48,24 @@ template <class S, class M, class Dyn>
 void solve_batch(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int n_times,
                  const S* params, bool per_trajectory, const StepControl& ctl,
                  const SolveOutput<S>& out) {
-  constexpr int L = kLanes<S>;
+  constexpr int L2 = kBlockLanes<S>, L1 = kLanes<S>;
   const int P = f.n_params();
-  const std::int64_t n_blocks = batch >= 2 ? batch / L : 0;
-  const std::int64_t n_tasks = n_blocks + (batch - n_blocks * L);
+  // a lone trajectory (batch 1) takes the L = 1 path
+  const std::int64_t n_big = batch >= 2 ? batch / L2 : 0;
+  const std::int64_t n_small = batch >= 2 ? (batch - n_big * L2) / L1 : 0;
+  const std::int64_t first_lone = n_big * L2 + n_small * L1;
+  const std::int64_t n_tasks = n_big + n_small + (batch - first_lone);
+  auto block = [&](auto lanes, std::int64_t first) {
+    constexpr int L = decltype(lanes)::value;
+    if (per_trajectory)
+      run_block<S, M, L, true>(f, y0, t, n_times, params, P, ctl, first, L, out);
+    else
+      run_block<S, M, L, false>(f, y0, t, n_times, params, P, ctl, first, L, out);
+  };
   parallel_for(n_tasks, [&](std::int64_t task) {
-    if (task < n_blocks) {
-      if (per_trajectory)
-        run_block<S, M, L, true>(f, y0, t, n_times, params, P, ctl, task * L, L, out);
-      else
-        run_block<S, M, L, false>(f, y0, t, n_times, params, P, ctl, task * L, L, out);
-    } else {
-      const std::int64_t b = n_blocks * L + (task - n_blocks);
-      if (per_trajectory)
-        run_block<S, M, 1, true>(f, y0, t, n_times, params, P, ctl, b, 1, out);
-      else
-        run_block<S, M, 1, false>(f, y0, t, n_times, params, P, ctl, b, 1, out);
-    }
+    if (task < n_big) block(std::integral_constant<int, L2>{}, task * L2);
+    else if (task < n_big + n_small) block(std::integral_constant<int, L1>{}, n_big * L2 + (task - n_big) * L1);
+    else block(std::integral_constant<int, 1>{}, first_lone + (task - n_big - n_small));
   });
 }
 

@@ -115,10 +115,14 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate(S x) {
 // params = W1 (row-major, out x in), b1, W2, b2, ...; with time input, W1 has D + 1 columns and
 // the last one multiplies t. Hidden activations use `act`; the output layer is affine.
 //
-// Kernels: with L > 1 lanes, each weight is broadcast and multiplies a vector of lanes; with
-// L == 1 (a lone trajectory) the output units are vectorised instead, using a transposed,
-// zero-padded copy of the weights (`packed`). Both accumulate out_j = b_j + sum_k W_jk x_k with
-// one fma per k in increasing k, so they agree bit for bit.
+// Kernels: with L > 1 lanes (one or more AVX-512 registers of trajectories), each weight is
+// broadcast and multiplies a vector of lanes; with L == 1 (a lone trajectory) the output units
+// are vectorised instead, using a transposed, zero-padded copy of the weights (`packed`). All
+// kernels form out_j = b_j + sum_k W_jk x_k with one fma per k in increasing k, except that a
+// narrow layer (fewer than kSplitBelow units, e.g. the output layer 64 -> D) would be one long
+// dependent fma chain per unit, so there every kernel splits the sum into kSplit interleaved
+// partial sums: s_q = sum_{k = q mod 4} W_jk x_k (fma chains, s_0 starting from b_j, the others
+// from 0) and out_j = (s_0 + s_1) + (s_2 + s_3). The kernels thus agree bit for bit.
 template <class S> struct MLP {
   using scalar = S;
   static constexpr int kMaxLayers = 16;
@@ -170,7 +174,10 @@ template <class S> struct MLP {
         for (int j = 0; j < po; ++j) dst[(k + 1) * po + j] = j < o ? p[w_offset[i] + j * in + k] : S(0);
     }
   }
-  std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + 4 * kUnitWidth; }
+  std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + 8 * kUnitWidth; }
+
+  static constexpr int kSplit = 4, kSplitBelow = 8;
+  ODEFAST_HD bool split(int i) const { return sizes[i + 1] < kSplitBelow; }
 
   template <int L, bool PerLane>
   ODEFAST_HD void eval(const S* t, const S* y, S* dy, const S* p) const {
@@ -205,115 +212,187 @@ template <class S> struct MLP {
 
   template <int L, bool PerLane, Activation A>
   ODEFAST_HD void layer(int i, const S* x, S* out, const S* p) const {
-    const int in = sizes[i], n_out = sizes[i + 1];
-    const S* W = p + (PerLane ? w_offset[i] * L : w_offset[i]);
-    const S* bias = p + (PerLane ? b_offset[i] * L : b_offset[i]);
+#if ODEFAST_HAVE_AVX512
     if constexpr (L == 1 && !PerLane) {
       if (packed != nullptr) return layer_units<A>(i, x, out);
     }
-    constexpr int JB = 8;  // output units per register block
-    int j0 = 0;
-#if ODEFAST_HAVE_AVX512
-    if constexpr (L == simd::Pack<S>::width) {
-      using V = simd::Pack<S>;
-      // shared weights: broadcast from the packed (k-major) copy, 8 consecutive values per k
-      const S* P = (!PerLane && packed) ? packed + packed_offset[i] : nullptr;
-      const int po = padded_out[i];
-      for (; j0 + JB <= n_out; j0 += JB) {
-        typename V::reg acc[JB];
-        for (int jj = 0; jj < JB; ++jj)
-          acc[jj] = PerLane ? V::load(bias + (j0 + jj) * L) : V::broadcast(bias[j0 + jj]);
-        if (P) {
-          for (int k = 0; k < in; ++k) {
-            const typename V::reg xk = V::load(x + k * L);
-            const S* wk = P + (k + 1) * po + j0;
-            for (int jj = 0; jj < JB; ++jj) acc[jj] = V::fma(V::broadcast(wk[jj]), xk, acc[jj]);
-          }
-        } else {
-          for (int k = 0; k < in; ++k) {
-            const typename V::reg xk = V::load(x + k * L);
-            for (int jj = 0; jj < JB; ++jj) {
-              const int w = (j0 + jj) * in + k;
-              acc[jj] = V::fma(PerLane ? V::load(W + w * L) : V::broadcast(W[w]), xk, acc[jj]);
-            }
-          }
-        }
-        S* o = out + j0 * L;
-        for (int jj = 0; jj < JB; ++jj) V::store(o + jj * L, acc[jj]);
-        for (int q = 0; q < JB * L; ++q) o[q] = activate<A>(o[q]);
-      }
-    }
+    if constexpr (L % kUnitWidth == 0) return layer_lanes<L, PerLane, A>(i, x, out, p);
 #endif
-    for (; j0 + JB <= n_out; j0 += JB) {
-      S acc[JB][L];
-      for (int jj = 0; jj < JB; ++jj)
-        for (int l = 0; l < L; ++l) acc[jj][l] = param<L, PerLane>(bias, j0 + jj, l);
-      for (int k = 0; k < in; ++k) {
-        const S* xk = x + k * L;
-        if constexpr (PerLane) {
-          for (int jj = 0; jj < JB; ++jj) {
-            const S* w = W + ((j0 + jj) * in + k) * L;
-            for (int l = 0; l < L; ++l) acc[jj][l] = std::fma(w[l], xk[l], acc[jj][l]);
-          }
-        } else {
-          for (int jj = 0; jj < JB; ++jj) {
-            const S w = W[(j0 + jj) * in + k];
-            for (int l = 0; l < L; ++l) acc[jj][l] = std::fma(w, xk[l], acc[jj][l]);
-          }
-        }
+    layer_generic<L, PerLane, A>(i, x, out, p);
+  }
+
+  // Plain loops (no AVX-512, CUDA, lone trajectories with their own parameters); the
+  // reference for the order of operations.
+  template <int L, bool PerLane, Activation A>
+  ODEFAST_HD void layer_generic(int i, const S* x, S* out, const S* p) const {
+    const int in = sizes[i], n_out = sizes[i + 1];
+    const S* W = p + (PerLane ? w_offset[i] * L : w_offset[i]);
+    const S* bias = p + (PerLane ? b_offset[i] * L : b_offset[i]);
+    const bool sp = split(i);
+    for (int j = 0; j < n_out; ++j) {
+      S acc[kSplit][L];
+      for (int l = 0; l < L; ++l) {
+        acc[0][l] = param<L, PerLane>(bias, j, l);
+        for (int q = 1; q < kSplit; ++q) acc[q][l] = S(0);
       }
-      for (int jj = 0; jj < JB; ++jj)
-        for (int l = 0; l < L; ++l) out[(j0 + jj) * L + l] = activate<A>(acc[jj][l]);
-    }
-    for (; j0 < n_out; ++j0) {
-      S acc[L];
-      for (int l = 0; l < L; ++l) acc[l] = param<L, PerLane>(bias, j0, l);
-      for (int k = 0; k < in; ++k)
-        for (int l = 0; l < L; ++l)
-          acc[l] = std::fma(param<L, PerLane>(W, j0 * in + k, l), x[k * L + l], acc[l]);
-      for (int l = 0; l < L; ++l) out[j0 * L + l] = activate<A>(acc[l]);
+      for (int k = 0; k < in; ++k) {
+        S* a = acc[sp ? k % kSplit : 0];
+        for (int l = 0; l < L; ++l) a[l] = std::fma(param<L, PerLane>(W, j * in + k, l), x[k * L + l], a[l]);
+      }
+      for (int l = 0; l < L; ++l)
+        out[j * L + l] = activate<A>(sp ? (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]) : acc[0][l]);
     }
   }
 
+#if ODEFAST_HAVE_AVX512
+  using V = simd::Pack<S>;
+  using reg = typename V::reg;
+  static_assert(V::width == kUnitWidth, "one register per unit group");
+
+  // Lane blocks of NR registers: each weight (broadcast, or per-lane vectors) multiplies the NR
+  // registers of input k; JB units at a time so that JB * NR accumulators hide the fma latency.
+  template <int L, bool PerLane, Activation A>
+  void layer_lanes(int i, const S* x, S* out, const S* p) const {
+    constexpr int NR = L / kUnitWidth, JB = NR >= 4 ? 4 : 8;
+    const int in = sizes[i], n_out = sizes[i + 1];
+    const S* W = p + (PerLane ? w_offset[i] * L : w_offset[i]);
+    const S* bias = p + (PerLane ? b_offset[i] * L : b_offset[i]);
+    // shared weights come from the packed (k-major) copy when there is one
+    const S* P = (!PerLane && packed) ? packed + packed_offset[i] : nullptr;
+    const int po = padded_out[i];
+    auto bias_reg = [&](int j, int r) { return PerLane ? V::load(bias + j * L + r * kUnitWidth) : V::broadcast(bias[j]); };
+    auto weight = [&](int j, int k, int r) {
+      if constexpr (PerLane) return V::load(W + std::ptrdiff_t(j * in + k) * L + r * kUnitWidth);
+      else return V::broadcast(P ? P[(k + 1) * po + j] : W[j * in + k]);
+    };
+    if (split(i)) {  // narrow layer: kSplit partial sums per unit
+      for (int j = 0; j < n_out; ++j) {
+        reg acc[kSplit][NR];
+        for (int r = 0; r < NR; ++r) {
+          acc[0][r] = bias_reg(j, r);
+          for (int q = 1; q < kSplit; ++q) acc[q][r] = V::broadcast(S(0));
+        }
+        int k = 0;
+        for (; k + kSplit <= in; k += kSplit)
+          for (int q = 0; q < kSplit; ++q)
+            for (int r = 0; r < NR; ++r)
+              acc[q][r] = V::fma(weight(j, k + q, r), V::load(x + (k + q) * L + r * kUnitWidth), acc[q][r]);
+        for (int q = 0; k < in; ++k, ++q)
+          for (int r = 0; r < NR; ++r)
+            acc[q][r] = V::fma(weight(j, k, r), V::load(x + k * L + r * kUnitWidth), acc[q][r]);
+        for (int r = 0; r < NR; ++r)
+          V::store(out + j * L + r * kUnitWidth,
+                   activate_reg<A>(V::add(V::add(acc[0][r], acc[1][r]), V::add(acc[2][r], acc[3][r]))));
+      }
+      activate_rest<A>(out, n_out * L);
+      return;
+    }
+    int j0 = 0;
+    for (; j0 + JB <= n_out; j0 += JB) unit_lanes<L, PerLane, A, JB>(j0, in, x, out, bias_reg, weight);
+    for (; j0 < n_out; ++j0) unit_lanes<L, PerLane, A, 1>(j0, in, x, out, bias_reg, weight);
+  }
+
+  template <int L, bool PerLane, Activation A, int JB, class BiasReg, class Weight>
+  ODEFAST_INLINE void unit_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, Weight& weight) const {
+    constexpr int NR = L / kUnitWidth;
+    reg acc[JB][NR];
+    for (int jj = 0; jj < JB; ++jj)
+      for (int r = 0; r < NR; ++r) acc[jj][r] = bias_reg(j0 + jj, r);
+    for (int k = 0; k < in; ++k) {
+      reg xk[NR];
+      for (int r = 0; r < NR; ++r) xk[r] = V::load(x + k * L + r * kUnitWidth);
+      for (int jj = 0; jj < JB; ++jj) {
+        if constexpr (PerLane) {
+          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(weight(j0 + jj, k, r), xk[r], acc[jj][r]);
+        } else {
+          const reg w = weight(j0 + jj, k, 0);
+          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(w, xk[r], acc[jj][r]);
+        }
+      }
+    }
+    S* o = out + j0 * L;
+    for (int jj = 0; jj < JB; ++jj)
+      for (int r = 0; r < NR; ++r) V::store(o + jj * L + r * kUnitWidth, activate_reg<A>(acc[jj][r]));
+    activate_rest<A>(o, JB * L);
+  }
+
   // Lone trajectory: vectorise over output units using the packed (transposed) weights, in
-  // blocks of R registers (4 while enough units remain, then 2, then 1).
+  // groups of R registers (8 while enough units remain, then 4, 2, 1): R independent fma chains.
   template <Activation A>
-  ODEFAST_HD void layer_units(int i, const S* x, S* out) const {
+  void layer_units(int i, const S* x, S* out) const {
     const int in = sizes[i], n_out = sizes[i + 1], po = padded_out[i];
     const S* P = packed + packed_offset[i];
     constexpr int W = kUnitWidth;
+    if (split(i)) {
+      for (int j0 = 0; j0 < po; j0 += W) split_units<A>(P, po, in, n_out, j0, x, out);
+      return;
+    }
     int j0 = 0;
+    for (; j0 + 8 * W <= po; j0 += 8 * W) unit_block<A, 8>(P, po, in, n_out, j0, x, out);
     for (; j0 + 4 * W <= po; j0 += 4 * W) unit_block<A, 4>(P, po, in, n_out, j0, x, out);
     for (; j0 + 2 * W <= po; j0 += 2 * W) unit_block<A, 2>(P, po, in, n_out, j0, x, out);
     for (; j0 < po; j0 += W) unit_block<A, 1>(P, po, in, n_out, j0, x, out);
   }
 
   template <Activation A, int R>
-  ODEFAST_HD void unit_block(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
+  ODEFAST_INLINE void unit_block(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
     constexpr int W = kUnitWidth;
-    S* tmp = scratch + 2 * max_width;  // R * W values past both layer buffers
-#if ODEFAST_HAVE_AVX512
-    using V = simd::Pack<S>;
-    static_assert(V::width == W, "one register per unit group");
-    typename V::reg acc[R];
+    reg acc[R];
     for (int r = 0; r < R; ++r) acc[r] = V::load(P + j0 + r * W);
     for (int k = 0; k < in; ++k) {
-      const typename V::reg xk = V::broadcast(x[k]);
+      const reg xk = V::broadcast(x[k]);
       const S* row = P + (k + 1) * po + j0;
       for (int r = 0; r < R; ++r) acc[r] = V::fma(V::load(row + r * W), xk, acc[r]);
     }
-    for (int r = 0; r < R; ++r) V::store(tmp + r * W, acc[r]);
-#else
-    for (int jj = 0; jj < R * W; ++jj) tmp[jj] = P[j0 + jj];
-    for (int k = 0; k < in; ++k) {
-      const S xk = x[k];
-      const S* row = P + (k + 1) * po + j0;
-      for (int jj = 0; jj < R * W; ++jj) tmp[jj] = std::fma(row[jj], xk, tmp[jj]);
-    }
-#endif
-    const int n = n_out - j0 < R * W ? n_out - j0 : R * W;
-    for (int jj = 0; jj < n; ++jj) out[j0 + jj] = activate<A>(tmp[jj]);
+    store_units<A, R>(acc, n_out, j0, out);
   }
+
+  template <Activation A>
+  ODEFAST_INLINE void split_units(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
+    constexpr int W = kUnitWidth;
+    reg acc[kSplit];
+    acc[0] = V::load(P + j0);
+    for (int q = 1; q < kSplit; ++q) acc[q] = V::broadcast(S(0));
+    const S* row = P + po + j0;
+    int k = 0;
+    for (; k + kSplit <= in; k += kSplit)
+      for (int q = 0; q < kSplit; ++q)
+        acc[q] = V::fma(V::load(row + (k + q) * po), V::broadcast(x[k + q]), acc[q]);
+    for (int q = 0; k < in; ++k, ++q) acc[q] = V::fma(V::load(row + k * po), V::broadcast(x[k]), acc[q]);
+    reg sum[1] = {V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]))};
+    store_units<A, 1>(sum, n_out, j0, out);
+    (void)W;
+  }
+
+  // Stores R registers of units j0 .. j0 + R W (only those < n_out) and applies the activation.
+  template <Activation A, int R>
+  ODEFAST_INLINE void store_units(const reg* acc, int n_out, int j0, S* out) const {
+    constexpr int W = kUnitWidth;
+    if (j0 + R * W <= n_out) {
+      for (int r = 0; r < R; ++r) V::store(out + j0 + r * W, activate_reg<A>(acc[r]));
+      activate_rest<A>(out + j0, R * W);
+    } else {
+      S* tmp = scratch + 2 * max_width;  // R * W values past both layer buffers
+      for (int r = 0; r < R; ++r) V::store(tmp + r * W, acc[r]);
+      const int n = n_out - j0;
+      for (int jj = 0; jj < n; ++jj) out[j0 + jj] = activate<A>(tmp[jj]);
+    }
+  }
+
+  // Activations: tanh (the hot one) on whole registers (simd::tanh == math::tanh bit for bit);
+  // the others afterwards in a plain loop the compiler vectorises (each element gets exactly
+  // the scalar function's operations).
+  template <Activation A> static reg activate_reg(reg v) {
+    if constexpr (A == Activation::Tanh) return simd::tanh(v);
+    else return v;
+  }
+  template <Activation A> static void activate_rest(S* __restrict v, int n) {
+    if constexpr (A != Activation::Tanh && A != Activation::Identity) {
+      ODEFAST_LANES
+      for (int q = 0; q < n; ++q) v[q] = activate<A>(v[q]);
+    }
+  }
+#endif
 };
 
 }  // namespace odefast

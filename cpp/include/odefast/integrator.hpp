@@ -250,7 +250,7 @@ class BlockIntegrator {
   // Number of equal steps covering |span| with steps no longer than dt (shared with Python).
   ODEFAST_HD static std::int64_t fixed_substeps(double span, double dt) {
     const double n = std::ceil(std::fabs(span) / dt * (1.0 - 1e-12));
-    return n < 1.0 ? 1 : std::int64_t(n);
+    return n < 1.0 ? 1 : (n > 4.0e18 ? std::int64_t(4.0e18) : std::int64_t(n));  // no int64 overflow
   }
 
  private:

@@ -1,7 +1,7 @@
 // Elementary functions written out so that (1) a loop over them vectorises (no libm calls in the
 // MLP hot loop) and (2) every code path -- scalar, SIMD lanes, CUDA threads -- computes the
 // same bits for the same input: results never depend on batch composition or thread count.
-// Accuracy: Cephes-style rational approximations, about 1 ulp in float64 and float32.
+// Accuracy: Cephes-style approximations, about 1 ulp in float64 and float32 (tanh: see there).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -109,26 +109,83 @@ template <class S> ODEFAST_HD ODEFAST_INLINE S exp(S x) {
   return exp_reduced(r) * pow2i(n);
 }
 
-// tanh: odd rational polynomial near 0 (no cancellation), 1 - 2/(e^{2|x|}+1) elsewhere.
-ODEFAST_HD ODEFAST_INLINE double tanh_small(double x) {
-  const double s = x * x;
-  const double p = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s -
-                   1.61468768441708447952e3;
-  const double q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s +
-                   4.84406305325125486048e3;
-  return x + x * s * (p / q);
+// Elementary operations for the kernels below, written once over an operation set `O`:
+// ScalarOps here, and simd::Ops512 (simd.hpp) for whole AVX-512 registers. Each operation is a
+// single correctly rounded IEEE operation (or exact: abs, min, copysign, scaling by 2^n), so a
+// register lane computes exactly the bits the scalar code computes.
+template <class S> struct ScalarOps {
+  using T = S;
+  using Mask = bool;
+  ODEFAST_HD static T c(double v) { return S(v); }
+  ODEFAST_HD static T fma(T a, T b, T d) { return std::fma(a, b, d); }
+  ODEFAST_HD static T mul(T a, T b) { return a * b; }
+  ODEFAST_HD static T add(T a, T b) { return a + b; }
+  ODEFAST_HD static T sub(T a, T b) { return a - b; }
+  ODEFAST_HD static T div(T a, T b) { return a / b; }
+  ODEFAST_HD static T abs(T a) { return std::fabs(a); }
+  ODEFAST_HD static T min(T a, T b) { return a < b ? a : b; }  // b when either is NaN
+  ODEFAST_HD static T rint(T a) { return std::nearbyint(a); }  // ties to even
+  ODEFAST_HD static T floor(T a) { return std::floor(a); }
+  ODEFAST_HD static T scale2(T a, T n) { return a * pow2i(n); }  // a 2^n, n integral, in range
+  ODEFAST_HD static T with_sign_of(T a, T x) { return std::copysign(a, x); }  // a >= 0
+  ODEFAST_HD static Mask gt(T a, T b) { return a > b; }
+  ODEFAST_HD static T select(Mask m, T a, T b) { return m ? a : b; }
+};
+
+// tanh, the MLP's hot activation: one division and fused polynomials (a lane block spends as
+// long in tanh as in its matrix products otherwise). Odd by construction, saturates exactly,
+// NaN propagates; max error: float 1.6 ulp (all inputs checked), double 2.4 ulp (sampled).
+//
+// float: Cephes' odd polynomial for |x| <= 0.625 (no cancellation near 0), else
+// 1 - 2/(e^{2|x|} + 1) with e^{2|x|} = 2^n e^{2r}, |r| <= ln2/4, a degree-6 Taylor polynomial.
+template <class O> ODEFAST_HD ODEFAST_INLINE typename O::T tanh_f32(typename O::T x) {
+  using T = typename O::T;
+  const T ax = O::abs(x);
+  const T y = O::min(O::c(9.5), ax);                          // tanh(9.5) rounds to 1
+  const T n = O::rint(O::mul(y, O::c(2.88539008177792682)));  // 2y / ln2
+  T r = O::fma(n, O::c(-0.3466796875), y);                    // y - n ln2/2 (Cody-Waite)
+  r = O::fma(n, O::c(1.06097220e-4), r);
+  T p = O::fma(O::c(0.0888888888888889), r, O::c(0.266666666666667));  // sum (2r)^k / k!
+  p = O::fma(p, r, O::c(0.666666666666667));
+  p = O::fma(p, r, O::c(1.33333333333333));
+  p = O::fma(p, r, O::c(2.0));
+  p = O::fma(p, r, O::c(2.0));
+  const T e = O::scale2(O::fma(p, r, O::c(1.0)), n);
+  const T big = O::sub(O::c(1.0), O::div(O::c(2.0), O::add(e, O::c(1.0))));
+  const T s = O::mul(x, x);
+  T q = O::fma(O::c(-5.70498872745e-3), s, O::c(2.06390887954e-2));
+  q = O::fma(q, s, O::c(-5.37397155531e-2));
+  q = O::fma(q, s, O::c(1.33314422036e-1));
+  q = O::fma(q, s, O::c(-3.33332819422e-1));
+  const T small = O::fma(q, O::mul(s, x), x);
+  return O::select(O::gt(ax, O::c(0.625)), O::with_sign_of(big, x), small);
 }
-ODEFAST_HD ODEFAST_INLINE float tanh_small(float x) {
-  const float s = x * x;
-  return ((((-5.70498872745e-3f * s + 2.06390887954e-2f) * s - 5.37397155531e-2f) * s +
-           1.33314422036e-1f) * s - 3.33332819422e-1f) * s * x + x;
+// double: tanh|x| = m / (m + 2) with m = expm1(2|x|) = 2^n expm1(r) + (2^n - 1). Rounding n
+// down from y/ln2 + 1/4 keeps r in [-ln2/4, 3 ln2/4), so 2^n expm1(r) + 2^n - 1 never cancels
+// badly; expm1(r) = r + r^2 q(r), q a degree-10 near-minimax (Chebyshev) fit on that interval.
+template <class O> ODEFAST_HD ODEFAST_INLINE typename O::T tanh_f64(typename O::T x) {
+  using T = typename O::T;
+  const T ax = O::abs(x);
+  const T y = O::mul(O::c(2.0), O::min(O::c(19.5), ax));      // tanh(19.5) rounds to 1
+  const T n = O::floor(O::fma(y, O::c(1.4426950408889634), O::c(0.25)));
+  T r = O::fma(n, O::c(-6.93147180369123816490e-01), y);     // y - n ln2 (Cody-Waite)
+  r = O::fma(n, O::c(-1.90821492927058770002e-10), r);
+  T q = O::fma(O::c(2.4221347167442983e-09), r, O::c(2.481336376684998e-08));
+  q = O::fma(q, r, O::c(2.7563620960983223e-07));
+  q = O::fma(q, r, O::c(2.7557355590595922e-06));
+  q = O::fma(q, r, O::c(2.4801582842048566e-05));
+  q = O::fma(q, r, O::c(1.9841269879644809e-04));
+  q = O::fma(q, r, O::c(1.3888888889765137e-03));
+  q = O::fma(q, r, O::c(8.333333333323345e-03));
+  q = O::fma(q, r, O::c(4.166666666666607e-02));
+  q = O::fma(q, r, O::c(1.666666666666667e-01));
+  q = O::fma(q, r, O::c(0.5));
+  const T scale = O::scale2(O::c(1.0), n);
+  const T m = O::fma(scale, O::fma(q, O::mul(r, r), r), O::sub(scale, O::c(1.0)));
+  return O::with_sign_of(O::div(m, O::add(m, O::c(2.0))), x);
 }
-template <class S> ODEFAST_HD ODEFAST_INLINE S tanh(S x) {
-  const S ax = x < S(0) ? -x : x;
-  const S big = S(1) - S(2) / (exp(S(2) * (ax < S(20) ? ax : S(20))) + S(1));
-  const S r = ax > S(0.625) ? (x < S(0) ? -big : big) : tanh_small(x);
-  return r;
-}
+ODEFAST_HD ODEFAST_INLINE float tanh(float x) { return tanh_f32<ScalarOps<float>>(x); }
+ODEFAST_HD ODEFAST_INLINE double tanh(double x) { return tanh_f64<ScalarOps<double>>(x); }
 
 template <class S> ODEFAST_HD ODEFAST_INLINE S sigmoid(S x) {
   const S e = exp(x < S(0) ? x : -x);  // e^{-|x|} never overflows

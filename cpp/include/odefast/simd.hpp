@@ -1,8 +1,10 @@
-// One-register SIMD packs for the CPU hot loops (MLP layers). Only load, store, broadcast and
-// fused multiply-add are needed; each lane computes exactly what the scalar std::fma path
+// One-register SIMD packs for the CPU hot loops (MLP layers). Only load, store, broadcast, add,
+// mul and fused multiply-add are needed; each lane computes exactly what the scalar std::fma path
 // computes, so SIMD and scalar code agree bit for bit. Without AVX-512 (or in CUDA code) the
 // callers fall back to plain loops.
 #pragma once
+
+#include "math.hpp"
 
 #if defined(__AVX512F__) && !defined(__CUDACC__)
 #include <immintrin.h>
@@ -23,6 +25,7 @@ template <> struct Pack<float> {
   static reg broadcast(float x) { return _mm512_set1_ps(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
 };
 template <> struct Pack<double> {
   using reg = __m512d;
@@ -32,7 +35,57 @@ template <> struct Pack<double> {
   static reg broadcast(double x) { return _mm512_set1_pd(x); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
 };
+
+// math::ScalarOps for whole registers (see math.hpp): the same IEEE operation in every lane.
+template <class S> struct Ops512;
+template <> struct Ops512<float> {
+  using T = __m512;
+  using Mask = __mmask16;
+  static T c(double v) { return _mm512_set1_ps(float(v)); }
+  static T fma(T a, T b, T d) { return _mm512_fmadd_ps(a, b, d); }
+  static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+  static T div(T a, T b) { return _mm512_div_ps(a, b); }
+  static T abs(T a) { return _mm512_abs_ps(a); }
+  static T min(T a, T b) { return _mm512_min_ps(a, b); }  // b when either is NaN, as a < b ? a : b
+  static T rint(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static T floor(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static T scale2(T a, T n) { return _mm512_scalef_ps(a, n); }
+  static T with_sign_of(T a, T x) {
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(a), _mm512_castps_si512(x),
+                                                         _mm512_set1_epi32(0x7fffffff), 0xE4));  // (a & m) | (x & ~m)
+  }
+  static Mask gt(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static T select(Mask m, T a, T b) { return _mm512_mask_blend_ps(m, b, a); }
+};
+template <> struct Ops512<double> {
+  using T = __m512d;
+  using Mask = __mmask8;
+  static T c(double v) { return _mm512_set1_pd(v); }
+  static T fma(T a, T b, T d) { return _mm512_fmadd_pd(a, b, d); }
+  static T mul(T a, T b) { return _mm512_mul_pd(a, b); }
+  static T add(T a, T b) { return _mm512_add_pd(a, b); }
+  static T sub(T a, T b) { return _mm512_sub_pd(a, b); }
+  static T div(T a, T b) { return _mm512_div_pd(a, b); }
+  static T abs(T a) { return _mm512_abs_pd(a); }
+  static T min(T a, T b) { return _mm512_min_pd(a, b); }
+  static T rint(T a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static T floor(T a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+  static T scale2(T a, T n) { return _mm512_scalef_pd(a, n); }
+  static T with_sign_of(T a, T x) {
+    return _mm512_castsi512_pd(_mm512_ternarylogic_epi64(_mm512_castpd_si512(a), _mm512_castpd_si512(x),
+                                                         _mm512_set1_epi64(0x7fffffffffffffffLL), 0xE4));
+  }
+  static Mask gt(T a, T b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static T select(Mask m, T a, T b) { return _mm512_mask_blend_pd(m, b, a); }
+};
+
+// tanh of every lane, bit for bit math::tanh.
+inline __m512 tanh(__m512 x) { return math::tanh_f32<Ops512<float>>(x); }
+inline __m512d tanh(__m512d x) { return math::tanh_f64<Ops512<double>>(x); }
 #endif
 
 }  // namespace odefast::simd

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _tableaus
 from .._grad import (Gradient, assemble, check_adjoint, check_cotangent, check_loss,
-                     time_gradients)
+                     loss_cotangent, time_gradients)
 from .._problem import Solution, check_on_failure, finish, prepare
 from ._adjoint import backsolve, discrete_adjoint
 from ._rk import StepRecord, integrate
@@ -23,10 +23,14 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
     """NumPy twin of :func:`odefast.solve` (same arguments, same results to rounding)."""
     on_failure = check_on_failure(on_failure)
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
+    return finish(pb, *_integrate(pb), on_failure=on_failure)
+
+
+def _integrate(pb):
+    """(ys, nfev, steps, rejected, status) of a prepared problem."""
     fun = _bind(vector_field(pb.f), pb.params)
-    out = integrate(_tableaus.TABLEAUS[pb.method], fun, pb.y0, pb.t, pb.rtol, pb.atol, pb.dt,
-                    pb.max_steps)
-    return finish(pb, *out, on_failure=on_failure)
+    return integrate(_tableaus.TABLEAUS[pb.method], fun, pb.y0, pb.t, pb.rtol, pb.atol, pb.dt,
+                     pb.max_steps)
 
 
 def _bind(field, p):
@@ -50,7 +54,7 @@ def _vjp(pb, cot, adjoint, seminorm, on_failure) -> Gradient:
     else:
         ybar0, pbar, status, _ = backsolve(tab, fun, field_vjp, p, pb.t, ys, cot, pb.rtol, pb.atol,
                                            pb.dt, pb.max_steps, seminorm=seminorm)
-    g_t = time_gradients(pb, field_vjp and (lambda tt, y: field(tt, y, p)), ys, cot, ybar0)
+    g_t = time_gradients(pb, fun, ys, cot, ybar0)
     return assemble(pb, sol, cot, ybar0, pbar, g_t, status, adjoint, on_failure)
 
 
@@ -74,8 +78,7 @@ def value_and_grad(f, y0, t, loss, adjoint="checkpoint", method="dopri5", rtol=1
     sol = solve(f, y0, t, method=method, rtol=rtol, atol=atol, dt=dt, max_steps=max_steps,
                 params=params, on_failure="ignore")
     y0_user = pb.y0[0] if pb.squeeze else pb.y0
-    value = loss.value(sol.ys, y0_user)
-    d_ys, d_y0 = loss.grad(sol.ys, y0_user)
-    g = _vjp(pb, check_cotangent(d_ys, pb), adjoint, seminorm, on_failure)
+    value, cot, d_y0 = loss_cotangent(loss, sol, y0_user, pb)
+    g = _vjp(pb, cot, adjoint, seminorm, on_failure)
     g.y0 = g.y0 + d_y0
     return value, g

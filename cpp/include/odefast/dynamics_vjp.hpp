@@ -1,0 +1,178 @@
+// Vector-Jacobian products of the built-in dynamics, on lane blocks (see dynamics.hpp):
+//   gy = a^T df/dy,   gp += a^T df/dp (accumulated per lane: gp[j * L + l]),   gt = a^T df/dt.
+// Analytic; templated on the scalar so that a dual-number scalar gives second-order products.
+// The parameter cotangent is kept per lane even for shared parameters: callers sum lanes and
+// trajectories in a fixed order, so gradients never depend on the thread count.
+// `work` is scratch of vjp_work_size(f, L) scalars.
+#pragma once
+#include <cmath>
+#include <cstddef>
+
+#include "config.hpp"
+#include "dynamics.hpp"
+#include "math.hpp"
+
+namespace odefast {
+
+template <class S> std::size_t vjp_work_size(const Lorenz<S>&, int) { return 0; }
+template <class S> std::size_t vjp_work_size(const Linear<S>&, int) { return 0; }
+template <class S> std::size_t vjp_work_size(const NBody<S>&, int) { return 0; }
+template <class S> std::size_t vjp_work_size(const MLP<S>& f, int L) {
+  std::size_t n = 0;
+  for (int i = 0; i < f.n_layers; ++i) n += std::size_t(f.sizes[i] + f.sizes[i + 1]) * L;
+  return n + std::size_t(2) * f.max_width * L;
+}
+
+// Lorenz: f = (sigma (y - x), x (rho - z) - y, x y - beta z); params (sigma, rho, beta).
+template <int L, bool PerLane, class S>
+ODEFAST_HD void vjp(const Lorenz<S>&, const S*, const S* y, const S* p, const S* a, S* gy, S* gp,
+                    S* gt, S*) {
+  for (int l = 0; l < L; ++l) {
+    const S sigma = param<L, PerLane>(p, 0, l), rho = param<L, PerLane>(p, 1, l),
+            beta = param<L, PerLane>(p, 2, l);
+    const S x = y[l], yy = y[L + l], z = y[2 * L + l];
+    const S a0 = a[l], a1 = a[L + l], a2 = a[2 * L + l];
+    gy[l] = -sigma * a0 + (rho - z) * a1 + yy * a2;
+    gy[L + l] = sigma * a0 - a1 + x * a2;
+    gy[2 * L + l] = -x * a1 - beta * a2;
+    gp[l] += (yy - x) * a0;
+    gp[L + l] += x * a1;
+    gp[2 * L + l] += -z * a2;
+    gt[l] = S(0);
+  }
+}
+
+// Linear: f = A y + b; gy = A^T a, gA_ij = a_i y_j, gb = a.
+template <int L, bool PerLane, class S>
+ODEFAST_HD void vjp(const Linear<S>& f, const S*, const S* y, const S* p, const S* a, S* gy, S* gp,
+                    S* gt, S*) {
+  const int D = f.D;
+  for (int q = 0; q < D * L; ++q) gy[q] = S(0);
+  for (int i = 0; i < D; ++i)
+    for (int j = 0; j < D; ++j)
+      for (int l = 0; l < L; ++l) {
+        gy[j * L + l] += param<L, PerLane>(p, i * D + j, l) * a[i * L + l];
+        gp[(i * D + j) * L + l] += a[i * L + l] * y[j * L + l];
+      }
+  for (int i = 0; i < D; ++i)
+    for (int l = 0; l < L; ++l) gp[(D * D + i) * L + l] += a[i * L + l];
+  for (int l = 0; l < L; ++l) gt[l] = S(0);
+}
+
+// NBody: acc_i = sum_{j != i} G m_j d_ij / r_ij^3 with d_ij = x_j - x_i, r^2 = |d|^2 + eps^2.
+// With K_ij = I / r^3 - 3 d d^T / r^5 (symmetric in i, j):
+//   gx_j = sum_{i != j} K_ij (G m_j av_i - G m_i av_j),  gm_j = sum_{i != j} G d_ij . av_i / r_ij^3,
+//   gv = ax (the position rows of a).
+template <int L, bool PerLane, class S>
+ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S* a, S* gy, S* gp,
+                    S* gt, S*) {
+  const int n = f.n, dim = f.dim_space, half = n * dim;
+  const S eps2 = f.softening * f.softening;
+  const S* av = a + half * L;
+  for (int q = 0; q < half * L; ++q) {
+    gy[half * L + q] = a[q];
+    gy[q] = S(0);
+  }
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      if (i == j) continue;
+      for (int l = 0; l < L; ++l) {
+        S d[3], w[3], r2 = eps2, dw = S(0), dav = S(0);
+        const S mi = param<L, PerLane>(p, i, l), mj = param<L, PerLane>(p, j, l);
+        for (int c = 0; c < dim; ++c) {
+          d[c] = y[(j * dim + c) * L + l] - y[(i * dim + c) * L + l];
+          r2 += d[c] * d[c];
+          w[c] = f.G * (mj * av[(i * dim + c) * L + l] - mi * av[(j * dim + c) * L + l]);
+          dw += d[c] * w[c];
+          dav += d[c] * av[(i * dim + c) * L + l];
+        }
+        const S inv3 = S(1) / (r2 * std::sqrt(r2)), inv5 = inv3 / r2;
+        for (int c = 0; c < dim; ++c) gy[(j * dim + c) * L + l] += inv3 * w[c] - S(3) * inv5 * dw * d[c];
+        gp[j * L + l] += f.G * inv3 * dav;
+      }
+    }
+  for (int l = 0; l < L; ++l) gt[l] = S(0);
+}
+
+template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z) {
+  if constexpr (A == Activation::Tanh) {
+    const S h = math::tanh(z);
+    return S(1) - h * h;
+  } else if constexpr (A == Activation::Relu) {
+    return z > S(0) ? S(1) : S(0);
+  } else if constexpr (A == Activation::Softplus) {
+    return math::sigmoid(z);
+  } else if constexpr (A == Activation::Sigmoid) {
+    const S s = math::sigmoid(z);
+    return s * (S(1) - s);
+  } else {
+    return S(1);
+  }
+}
+
+template <Activation A, int L, bool PerLane, class S>
+ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy,
+                        S* gp, S* gt, S* work) {
+  const int nl = f.n_layers, D = f.dim();
+  // forward, keeping each layer's input x_i and pre-activation z_i
+  S* in[MLP<S>::kMaxLayers];
+  S* pre[MLP<S>::kMaxLayers];
+  S* cursor = work;
+  for (int i = 0; i < nl; ++i) {
+    in[i] = cursor;
+    cursor += f.sizes[i] * L;
+    pre[i] = cursor;
+    cursor += f.sizes[i + 1] * L;
+  }
+  S* g = cursor;
+  S* gx = cursor + f.max_width * L;
+  for (int q = 0; q < D * L; ++q) in[0][q] = y[q];
+  if (f.time_input)
+    for (int l = 0; l < L; ++l) in[0][D * L + l] = t[l];
+  for (int i = 0; i < nl; ++i) {
+    const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
+    const int wo = f.w_offset[i], bo = f.b_offset[i];
+    for (int j = 0; j < n_out; ++j)
+      for (int l = 0; l < L; ++l) {
+        S acc = param<L, PerLane>(p, bo + j, l);
+        for (int k = 0; k < n_in; ++k) acc += param<L, PerLane>(p, wo + j * n_in + k, l) * in[i][k * L + l];
+        pre[i][j * L + l] = acc;
+        if (i + 1 < nl) in[i + 1][j * L + l] = activate<A>(acc);
+      }
+  }
+  // backward
+  for (int q = 0; q < D * L; ++q) g[q] = a[q];
+  for (int i = nl - 1; i >= 0; --i) {
+    const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
+    const int wo = f.w_offset[i], bo = f.b_offset[i];
+    for (int q = 0; q < n_in * L; ++q) gx[q] = S(0);
+    for (int j = 0; j < n_out; ++j)
+      for (int l = 0; l < L; ++l) {
+        const S gj = g[j * L + l];
+        gp[(bo + j) * L + l] += gj;
+        for (int k = 0; k < n_in; ++k) {
+          gp[(wo + j * n_in + k) * L + l] += gj * in[i][k * L + l];
+          gx[k * L + l] += param<L, PerLane>(p, wo + j * n_in + k, l) * gj;
+        }
+      }
+    if (i > 0) {
+      for (int q = 0; q < n_in * L; ++q) g[q] = gx[q] * activate_grad<A>(pre[i - 1][q]);
+    }
+  }
+  for (int q = 0; q < D * L; ++q) gy[q] = gx[q];
+  for (int l = 0; l < L; ++l) gt[l] = f.time_input ? gx[D * L + l] : S(0);
+}
+
+template <int L, bool PerLane, class S>
+ODEFAST_HD void vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy, S* gp,
+                    S* gt, S* work) {
+  switch (f.act) {
+    case Activation::Tanh: return mlp_vjp<Activation::Tanh, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
+    case Activation::Relu: return mlp_vjp<Activation::Relu, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
+    case Activation::Softplus: return mlp_vjp<Activation::Softplus, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
+    case Activation::Sigmoid: return mlp_vjp<Activation::Sigmoid, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
+    default: return mlp_vjp<Activation::Identity, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
+  }
+}
+
+}  // namespace odefast

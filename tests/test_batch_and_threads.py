@@ -1,0 +1,306 @@
+"""Trajectories are independent: a trajectory's result (ys and stats) is bitwise the same
+whether it is solved alone, at any position of a batch of any size (lone-trajectory path, full
+8/16-lane SIMD blocks, the tail after the blocks), with shared or per-trajectory parameters,
+and whatever the number of threads (set_num_threads or ODEFAST_NUM_THREADS)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import odefast as of
+import pytest
+from problems import FIXED_METHODS, assert_same_solution, random_linear
+
+
+def child_pythonpath(env):
+    """PYTHONPATH for a child interpreter that imports the very odefast imported here (an
+    installed wheel in CI, the source tree with a built module in development)."""
+    pkg_parent = str(Path(of.__file__).resolve().parents[1])
+    return os.pathsep.join([pkg_parent] + [p for p in [env.get("PYTHONPATH")] if p])
+
+
+DTYPES = (np.float64, np.float32)
+METHODS = ("euler", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
+DYNAMICS = ("lorenz", "linear", "nbody", "mlp-tanh", "mlp-relu", "mlp-sigmoid", "mlp-time")
+
+
+def make(name, dtype):
+    dt = np.dtype(dtype)
+    if name == "lorenz":
+        return of.Lorenz(), (lambda rng, B: np.array([1.0, 2.0, 20.0]) + rng.standard_normal((B, 3))), 0.5
+    if name == "linear":
+        A, b = random_linear(5, seed=1)
+        return of.Linear(A, b), (lambda rng, B: rng.standard_normal((B, 5))), 1.0
+    if name == "nbody":
+        f = of.NBody([1.0, 0.8, 1.2], dim=2, softening=0.1)
+        base = np.array([1.0, 0.0, -0.5, 0.8, -0.4, -0.9, 0.0, 0.5, -0.4, -0.2, 0.3, -0.3])
+        return f, (lambda rng, B: base + 0.05 * rng.standard_normal((B, 12))), 1.0
+    act = name[4:]
+    if act == "time":
+        f = of.MLP([3, 24, 3], seed=2, dtype=dt, time_dependent=True)
+    else:
+        f = of.MLP([3, 20, 20, 3], activation=act, seed=1, dtype=dt)
+    return f, (lambda rng, B: rng.standard_normal((B, 3))), 1.0
+
+
+def kwargs(method, dtype):
+    if method in FIXED_METHODS:
+        return {"method": method, "dt": 0.05}
+    return {"method": method, "rtol": 1e-6 if np.dtype(dtype) == np.float64 else 1e-4,
+                "atol": 1e-8 if np.dtype(dtype) == np.float64 else 1e-6}
+
+
+def row(sol, b):
+    """A Solution restricted to trajectory b (as a batch of one)."""
+    return of.Solution(ys=sol.ys[:, b:b + 1], t=sol.t, status=sol.status[b:b + 1],
+                       stats={k: v[b:b + 1] for k, v in sol.stats.items()}, method=sol.method)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", DYNAMICS)
+@pytest.mark.parametrize("method", METHODS)
+def test_batch_independence(method, name, dtype):
+    f, sample, T = make(name, dtype)
+    rng = np.random.default_rng(11)
+    t = np.linspace(0.0, T, 4)
+    kw = kwargs(method, dtype)
+    y_star = sample(rng, 1).astype(dtype)
+    alone = of.solve(f, y_star, t, **kw)
+    assert alone.status[0] == 0
+    for B in (2, 15, 16, 17, 100):
+        others = sample(rng, B).astype(dtype)
+        for pos in sorted({0, B // 2, B - 1}):
+            y0 = others.copy()
+            y0[pos] = y_star[0]
+            sol = of.solve(f, y0, t, **kw)
+            assert_same_solution(row(sol, pos), alone, f"B={B} pos={pos}")
+            assert np.all(sol.status == 0)
+    # and a 1-D y0 is the same lone trajectory
+    one_d = of.solve(f, y_star[0], t, **kw)
+    assert np.array_equal(one_d.ys, alone.ys[:, 0], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", DYNAMICS)
+@pytest.mark.parametrize("method", ("rk4", "dopri5", "dopri8"))
+def test_per_trajectory_params_equal_individual_solves(method, name, dtype):
+    """params of shape (B, P) give every trajectory its own parameters: each row of the batch is
+    bitwise the solve of that trajectory alone with those parameters, both as (P,) and (1, P)."""
+    f, sample, T = make(name, dtype)
+    rng = np.random.default_rng(5)
+    B = 19            # two float64 blocks + 3, one float32 block + 3
+    y0 = sample(rng, B).astype(dtype)
+    p = f.params.astype(np.float64)
+    params = (p * (1.0 + 0.05 * rng.standard_normal((B, p.shape[0])))).astype(dtype)
+    t = np.linspace(0.0, T, 3)
+    kw = kwargs(method, dtype)
+    sol = of.solve(f, y0, t, params=params, **kw)
+    assert np.all(sol.status == 0)
+    for b in (0, 1, 7, 8, 15, 16, 18):
+        shared = of.solve(f, y0[b:b + 1], t, params=params[b], **kw)
+        per_row = of.solve(f, y0[b:b + 1], t, params=params[b:b + 1], **kw)
+        assert_same_solution(row(sol, b), per_row, f"row {b}: batch vs (1, P)")
+        assert_same_solution(row(sol, b), shared, f"row {b}: batch vs (P,)")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", ("lorenz", "nbody", "mlp-tanh"))
+def test_identical_params_rows_equal_shared_params(name, dtype):
+    """(B, P) params whose rows are all f.params give bitwise the shared-params solve."""
+    f, sample, T = make(name, dtype)
+    y0 = sample(np.random.default_rng(3), 21).astype(dtype)
+    t = np.linspace(0.0, T, 3)
+    kw = kwargs("dopri5", dtype)
+    shared = of.solve(f, y0, t, **kw)
+    per = of.solve(f, y0, t, params=np.tile(f.params.astype(dtype), (21, 1)), **kw)
+    assert_same_solution(per, shared)
+
+
+def test_params_argument_overrides_and_does_not_mutate():
+    f = of.Lorenz()
+    before = f.params.copy()
+    y0 = np.array([[1.0, 1.0, 1.0]] * 3)
+    t = [0.0, 0.5]
+    a = of.solve(f, y0, t, params=[10.0, 15.0, 8 / 3])
+    b = of.solve(of.Lorenz(rho=15.0), y0, t)
+    assert_same_solution(a, b)
+    assert np.array_equal(f.params, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread counts
+#
+# The set_num_threads comparisons run in a child process with a timeout: changing the thread
+# count of a pool that has already run can deadlock (fresh workers start from generation 0 and
+# may run a stale round, so the busy-count goes negative and the caller waits forever; see
+# test_switching_thread_counts_never_deadlocks). A deadlock must fail this test, not hang CI.
+# The child starts at 1 thread and goes 1 -> 2 -> 3 -> back to 1, so its pool is created fresh
+# (2 threads) and resized only once.
+# ---------------------------------------------------------------------------------------------
+
+THREAD_CASES = [(m, n, d) for m in ("rk4", "tsit5", "dopri8")
+                for n in ("lorenz", "nbody", "mlp-tanh", "mlp-relu", "mlp-time")
+                for d in ("float64", "float32")]
+
+
+def thread_case(method, name, dtype, per_trajectory=False):
+    f, sample, T = make(name, dtype)
+    rng = np.random.default_rng(9)
+    y0 = sample(rng, 133).astype(dtype)
+    params = None
+    if per_trajectory:
+        p = f.params.astype(np.float64)
+        params = (p * (1 + 0.02 * rng.standard_normal((133, p.shape[0])))).astype(dtype)
+    return of.solve(f, y0, np.linspace(0.0, T, 3), params=params, **kwargs(method, dtype))
+
+
+_CHILD = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import odefast as of
+from test_batch_and_threads import THREAD_CASES, thread_case
+prev = of.get_num_threads()
+out, seen = {{}}, []
+for n in (1, 2, 3):
+    of.set_num_threads(n)
+    seen.append(of.get_num_threads())
+    for i, case in enumerate(THREAD_CASES):
+        for per in (False, True):
+            s = thread_case(*case, per_trajectory=per)
+            key = f"{{n}}_{{i}}_{{int(per)}}"
+            out[key + "_ys"] = s.ys
+            out[key + "_status"] = s.status
+            for k, v in s.stats.items():
+                out[key + "_" + k] = v
+of.set_num_threads(prev)
+np.savez({path!r}, **out)
+print(json.dumps({{"prev": prev, "seen": seen, "restored": of.get_num_threads()}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def thread_results(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("threads") / "results.npz")
+    env = dict(os.environ)
+    env["ODEFAST_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = child_pythonpath(env)
+    script = _CHILD.format(tests=str(Path(__file__).resolve().parent), path=path)
+    try:
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("solving with set_num_threads(1), (2), (3) in a child process did not finish "
+                    "in 300 s: the thread pool deadlocked (see "
+                    "test_switching_thread_counts_never_deadlocks)")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    with np.load(path) as z:
+        return info, {k: z[k] for k in z.files}
+
+
+def test_set_num_threads_round_trip_in_child(thread_results):
+    info, _ = thread_results
+    assert info == {"prev": 1, "seen": [1, 2, 3], "restored": 1}
+
+
+@pytest.mark.parametrize("per_trajectory", (False, True), ids=["shared", "per-trajectory"])
+@pytest.mark.parametrize("case", range(len(THREAD_CASES)),
+                         ids=["-".join(c) for c in THREAD_CASES])
+def test_thread_count_determinism(thread_results, case, per_trajectory):
+    """set_num_threads(1), (2), (3) give bitwise identical solutions, equal to this process's
+    (default thread count)."""
+    _, res = thread_results
+    here = thread_case(*THREAD_CASES[case], per_trajectory=per_trajectory)
+    for n in (1, 2, 3):
+        key = f"{n}_{case}_{int(per_trajectory)}"
+        got = of.Solution(ys=res[key + "_ys"], t=here.t, status=res[key + "_status"],
+                          stats={k: res[key + "_" + k] for k in ("nfev", "steps", "rejected")},
+                          method=here.method)
+        assert_same_solution(got, here, f"{n} thread(s) vs {of.get_num_threads()} here")
+
+
+_STRESS = """
+import os, sys, threading, time
+import numpy as np
+import odefast as of
+f = of.Lorenz()
+y0 = np.random.default_rng(0).standard_normal((64, 3)) + 5
+state = {"i": 0}
+def watchdog():
+    last = -1
+    while True:
+        time.sleep(3)
+        if state["i"] == last:
+            print(f"no progress for 3 s at iteration {last}", flush=True)
+            os._exit(3)
+        last = state["i"]
+threading.Thread(target=watchdog, daemon=True).start()
+for i in range(2500):
+    of.set_num_threads((8, 16)[i % 2])
+    for _ in range(3):
+        of.solve(f, y0, [0.0, 0.01], method="euler", dt=0.01)
+    state["i"] = i + 1
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_switching_thread_counts_never_deadlocks():
+    """Alternating set_num_threads(8) / (16) between many small solves never deadlocks (a
+    watchdog in the child turns a 3 s stall into exit code 3)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = child_pythonpath(env)
+    out = subprocess.run([sys.executable, "-c", _STRESS], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, f"thread pool deadlocked: {out.stdout.strip()}"
+
+
+@pytest.mark.parametrize("n_threads", (1, 3))
+def test_env_num_threads_honoured_in_subprocess(tmp_path, n_threads):
+    """ODEFAST_NUM_THREADS sets the default thread count of a fresh process, and the result there
+    is bitwise the one computed here."""
+    f, sample, _ = make("mlp-tanh", np.float64)
+    y0 = sample(np.random.default_rng(1), 40)
+    np.save(tmp_path / "y0.npy", y0)
+    here = of.solve(f, y0, [0.0, 0.5, 1.0], method="dopri5")
+    script = (
+        "import json, sys, numpy as np, odefast as of\n"
+        "f = of.MLP([3, 20, 20, 3], activation='tanh', seed=1)\n"
+        f"y0 = np.load({str(tmp_path / 'y0.npy')!r})\n"
+        "s = of.solve(f, y0, [0.0, 0.5, 1.0], method='dopri5')\n"
+        f"np.save({str(tmp_path / 'ys.npy')!r}, s.ys)\n"
+        "print(json.dumps({'n': of.get_num_threads(), 'info': of.build_info()['num_threads']}))\n"
+    )
+    env = dict(os.environ)
+    env["ODEFAST_NUM_THREADS"] = str(n_threads)
+    env["PYTHONPATH"] = child_pythonpath(env)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"n": n_threads, "info": n_threads}
+    assert np.array_equal(np.load(tmp_path / "ys.npy"), here.ys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_batch_independence_sweep(dtype):
+    """Every batch size 1..40 and every position: the same trajectory, bitwise."""
+    f, sample, T = make("mlp-tanh", dtype)
+    rng = np.random.default_rng(2)
+    t = np.linspace(0.0, T, 3)
+    kw = kwargs("tsit5", dtype)
+    y_star = sample(rng, 1).astype(dtype)
+    alone = of.solve(f, y_star, t, **kw)
+    for B in range(1, 41):
+        base = sample(rng, B).astype(dtype)
+        for pos in range(B):
+            y0 = base.copy()
+            y0[pos] = y_star[0]
+            sol = of.solve(f, y0, t, **kw)
+            assert np.array_equal(sol.ys[:, pos], alone.ys[:, 0], equal_nan=True), (B, pos)
+            assert sol.stats["nfev"][pos] == alone.stats["nfev"][0], (B, pos)

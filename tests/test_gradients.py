@@ -668,11 +668,6 @@ def test_failed_solve_gives_nan_gradients_and_a_warning(mod, adjoint):
     assert np.all(np.isnan(g.params[2]))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: when any trajectory's forward solve fails, odefast.vjp (_gradients._run) and "
-    "odefast.reference.vjp (reference._vjp) skip the adjoint for the whole batch and return "
-    "ybar0 = 0, pbar = 0 for every trajectory: the successful trajectories get the silently "
-    "wrong gradients g.y0 = cot[0], g.params = 0 instead of their own gradients"))
 @pytest.mark.parametrize("adjoint", ADJOINTS)
 @pytest.mark.parametrize("mod", (of, of.reference), ids=["core", "reference"])
 def test_failed_trajectory_does_not_spoil_the_others(mod, adjoint):
@@ -691,17 +686,13 @@ def test_failed_trajectory_does_not_spoil_the_others(mod, adjoint):
         assert_close(g.params[b], solo.params, 1e-12, f"trajectory {b} params")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: value_and_grad of a solve in which a trajectory fails raises "
-    "'ValueError: cotangent: contains non-finite values' (a cotangent the user never passed) "
-    "instead of a SolveWarning (or SolveError with on_failure='raise') and NaN gradients: "
-    "the loss gradient at the NaN outputs of the failed trajectory is fed through "
-    "check_cotangent, which rejects NaN (_gradients.value_and_grad.cot_fn and "
-    "reference.value_and_grad)"))
 @pytest.mark.parametrize("on_failure", ("warn", "raise"))
 @pytest.mark.parametrize("adjoint", ADJOINTS)
 @pytest.mark.parametrize("mod", (of, of.reference), ids=["core", "reference"])
 def test_value_and_grad_of_a_failed_solve(mod, adjoint, on_failure):
+    """A failed trajectory in value_and_grad: a SolveWarning naming it (SolveError with
+    on_failure='raise') and NaN gradients for it -- not a complaint about a non-finite
+    "cotangent" (the loss gradient at its NaN outputs), which the user never passed."""
     f, params = decays([1.0, 2.0, 1e4, 0.5])
     y0 = np.ones((4, 1))
     t = np.array([0.0, 0.5, 1.0])

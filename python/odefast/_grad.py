@@ -80,7 +80,8 @@ def assemble(pb: Problem, sol: Solution, cot, ybar0, pbar, g_t, status, adjoint,
         g_y0 = g_y0[0]
     bad = status != 0
     if bad.any():
-        msg = "gradient: " + failure_message(status) + " (their gradients are NaN; see g.status)"
+        msg = ("gradient: " + failure_message(status) + " in the forward or adjoint solve (their "
+               "gradients are NaN; see g.status and g.solution.status)")
         g_y0 = g_y0.copy()
         if pb.squeeze:
             g_y0[:] = np.nan

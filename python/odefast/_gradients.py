@@ -48,11 +48,8 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure):
     ys, status = out[0], out[4]
     sol = finish(pb, *out, on_failure="ignore")
     cot, extra = cot_fn(sol)
-    B, P = pb.y0.shape[0], pb.params.shape[-1]
-    if status.any():
-        zero_p = np.zeros((B, P), pb.dtype)
-        return assemble(pb, sol, cot, np.zeros_like(pb.y0), zero_p, np.zeros(pb.t.shape, pb.dtype),
-                        status, adjoint, on_failure), extra
+    # failed trajectories still go through the adjoint (cheaply: the checkpoint sweep skips
+    # them, backsolve stops at their non-finite state); assemble() reports them as NaN
     if seminorm and adjoint == "checkpoint":
         raise ValueError("seminorm: only meaningful with adjoint='backsolve'")
     if adjoint == "checkpoint":
@@ -61,8 +58,10 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure):
         if seminorm:
             raise ValueError("seminorm: not available in the compiled backsolve yet; "
                              "use odefast.reference.vjp(..., seminorm=True)")
-        ybar0, pbar, status, _ = _core.backsolve(spec, dt_name, pb.method, np.ascontiguousarray(ys[-1]),
-                                                 pb.t, pb.params, cot, *args)
+        ybar0, pbar, back_status, _ = _core.backsolve(spec, dt_name, pb.method,
+                                                      np.ascontiguousarray(ys[-1]), pb.t, pb.params,
+                                                      cot, *args)
+        status = np.where(status != 0, status, back_status)
     pbar_rows = pbar if pbar.ndim == 2 else pbar[None, :]
     g_t = _time_gradients(pb, ys, cot, ybar0)
     return assemble(pb, sol, cot, ybar0, pbar_rows, g_t, status, adjoint, on_failure), extra

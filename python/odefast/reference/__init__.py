@@ -45,15 +45,13 @@ def _vjp(pb, cot, adjoint, seminorm, on_failure) -> Gradient:
     ys, nfev, steps, rejected, status = integrate(tab, fun, pb.y0, pb.t, pb.rtol, pb.atol, pb.dt,
                                                   pb.max_steps, record=record)
     sol = finish(pb, ys, nfev, steps, rejected, status, on_failure="ignore")
-    if status.any():
-        zero = np.zeros_like(pb.y0)
-        return assemble(pb, sol, cot, zero, np.zeros((pb.y0.shape[0], p.shape[-1]), pb.dtype),
-                        np.zeros(pb.t.shape, pb.dtype), status, adjoint, on_failure)
+    # failed trajectories go through the adjoint too; assemble() reports them as NaN
     if adjoint == "checkpoint":
         ybar0, pbar = discrete_adjoint(tab, fun, field_vjp, p, record, cot)
     else:
-        ybar0, pbar, status, _ = backsolve(tab, fun, field_vjp, p, pb.t, ys, cot, pb.rtol, pb.atol,
-                                           pb.dt, pb.max_steps, seminorm=seminorm)
+        ybar0, pbar, back_status, _ = backsolve(tab, fun, field_vjp, p, pb.t, ys, cot, pb.rtol,
+                                                pb.atol, pb.dt, pb.max_steps, seminorm=seminorm)
+        status = np.where(status != 0, status, back_status)
     g_t = time_gradients(pb, fun, ys, cot, ybar0)
     return assemble(pb, sol, cot, ybar0, pbar, g_t, status, adjoint, on_failure)
 

@@ -21,11 +21,13 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Waiting: a sleeping thread on this kind of machine (a VM) can take milliseconds to wake up,
-// longer than a whole small solve. So the caller spins while the workers finish the last
-// blocks, and workers spin for a short while after each region before they sleep, so that
-// back-to-back solves (a training loop, a benchmark) find them awake. Each spin falls back to
-// the condition variables, with the usual Dekker handshake (seq_cst flag, then re-check).
+// Scheduling: the caller works through the tasks itself and workers join in as they wake up.
+// A region ends when its tasks are done: the caller closes it and waits only for the workers
+// that joined (are running tasks), never for one that has not woken up yet (on a busy or
+// virtualised machine that can take milliseconds, longer than a whole small solve).
+// Workers poll briefly for the next region before they sleep, so back-to-back solves (a
+// training loop, a benchmark) find them awake; with more threads than cores nobody polls.
+// Sleeping and waking use the usual handshake: a seq_cst flag, then a re-check under the mutex.
 class Pool {
  public:
   ~Pool() { resize(0); }
@@ -41,6 +43,7 @@ class Pool {
     stop_.store(false);
     // New workers must not mistake an already finished round for a new one.
     const std::uint64_t current = generation_.load();
+    spin_ = n_workers < int(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 0; i < n_workers; ++i) workers_.emplace_back([this, current] { loop(current); });
   }
 
@@ -51,17 +54,18 @@ class Pool {
     n_ = n;
     next_.store(0);
     error_ = nullptr;
-    busy_.store(int(workers_.size()));
-    generation_.fetch_add(1);  // publishes the fields above to spinning workers
+    open_.store(true);
+    generation_.fetch_add(1);  // publishes the fields above
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_all();
     }
     work();
-    if (!spin_until([this] { return busy_.load(std::memory_order_acquire) == 0; }, kCallerSpin)) {
+    open_.store(false);  // all tasks are taken: late workers stay out
+    if (!spin_until([this] { return joined_.load() == 0; }, spin_ ? kCallerSpin : kNoSpin)) {
       std::unique_lock<std::mutex> lock(mu_);
       caller_waiting_.store(true);
-      done_cv_.wait(lock, [this] { return busy_.load() == 0; });
+      done_cv_.wait(lock, [this] { return joined_.load() == 0; });
       caller_waiting_.store(false);
     }
     body_ = nullptr;
@@ -70,23 +74,25 @@ class Pool {
 
  private:
   using Clock = std::chrono::steady_clock;
-  static constexpr std::chrono::microseconds kCallerSpin{20000}, kWorkerSpin{2000};
+  // the caller waits at most about one task for the workers; workers poll for the next region
+  static constexpr std::chrono::microseconds kCallerSpin{2000}, kWorkerSpin{300}, kNoSpin{0};
 
   static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
-  // Polls done() for up to `limit`; true once it holds.
+  // Polls done() for up to `limit`; true once it holds. (Short: a thread that spins long on
+  // a busy machine only loses its priority to the other processes.)
   template <class Done> static bool spin_until(Done done, std::chrono::microseconds limit) {
     const auto deadline = Clock::now() + limit;
-    while (true) {
-      for (int i = 0; i < 256; ++i) {
+    do {
+      for (int i = 0; i < 64; ++i) {
         if (done()) return true;
         pause();
       }
-      if (Clock::now() > deadline) return done();
-    }
+    } while (Clock::now() < deadline);
+    return done();
   }
 
   void work() {
@@ -103,7 +109,7 @@ class Pool {
   void loop(std::uint64_t seen) {
     while (true) {
       auto fresh = [&] { return stop_.load() || generation_.load() != seen; };
-      if (!spin_until(fresh, kWorkerSpin)) {
+      if (!spin_until(fresh, spin_ ? kWorkerSpin : kNoSpin)) {
         std::unique_lock<std::mutex> lock(mu_);
         sleepers_.fetch_add(1);
         cv_.wait(lock, fresh);
@@ -111,8 +117,9 @@ class Pool {
       }
       if (stop_.load()) return;
       seen = generation_.load();
-      work();
-      if (busy_.fetch_sub(1) == 1 && caller_waiting_.load()) {
+      joined_.fetch_add(1);
+      if (open_.load() && generation_.load() == seen) work();  // else: that region is over
+      if (joined_.fetch_sub(1) == 1 && caller_waiting_.load()) {
         std::lock_guard<std::mutex> lock(mu_);
         done_cv_.notify_one();
       }
@@ -126,9 +133,10 @@ class Pool {
   std::int64_t n_ = 0;
   std::atomic<std::int64_t> next_{0};
   std::exception_ptr error_;
-  std::atomic<int> busy_{0}, sleepers_{0};
-  std::atomic<bool> stop_{false}, caller_waiting_{false};
+  std::atomic<int> joined_{0}, sleepers_{0};
+  std::atomic<bool> stop_{false}, open_{false}, caller_waiting_{false};
   std::atomic<std::uint64_t> generation_{0};
+  bool spin_ = false;  // set by resize, before the workers start
 };
 
 Pool& pool() {

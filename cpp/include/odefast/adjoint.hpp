@@ -256,7 +256,14 @@ void backsolve(const Dyn& f, const S* y_end, std::int64_t batch, const S* t, int
   SolveOutput<S> out{out_ys.data(), batch, nf.data(), st.data(), rj.data(), stat.data()};
   for (int i = n_times - 1; i >= 1; --i) {
     const S seg[2] = {t[i], t[i - 1]};
-    solve_batch<S, M>(aug, Z.data(), batch, seg, 2, params, per_trajectory, ctl, out);
+    // one trajectory per block: the augmented state is wide (2D + P) and one instantiation
+    // per (method, dynamics) keeps build times in check
+    parallel_for(batch, [&](std::int64_t b) {
+      if (per_trajectory)
+        run_block<S, M, 1, true>(aug, Z.data(), seg, 2, params, P, ctl, b, 1, out);
+      else
+        run_block<S, M, 1, false>(aug, Z.data(), seg, 2, params, P, ctl, b, 1, out);
+    });
     for (std::int64_t b = 0; b < batch; ++b) {
       nfev[b] += nf[b];
       if (status[b] == kSuccess) status[b] = stat[b];

@@ -26,12 +26,14 @@ ODEFAST_HD ODEFAST_INLINE S param(const S* p, int j, int l) {
 // Lorenz: params (sigma, rho, beta).
 template <class S> struct Lorenz {
   using scalar = S;
+  static constexpr int kStaticDim = 3;  // lets the integrator unroll over components
   S* scratch = nullptr;  // unused: no intermediate buffers
   std::size_t scratch_size(int) const { return 0; }
   ODEFAST_HD int dim() const { return 3; }
   ODEFAST_HD int n_params() const { return 3; }
   template <int L, bool PerLane>
-  ODEFAST_HD void eval(const S* /*t*/, const S* y, S* dy, const S* p) const {
+  ODEFAST_HD void eval(const S* /*t*/, const S* __restrict y, S* __restrict dy, const S* __restrict p) const {
+    ODEFAST_LANES
     for (int l = 0; l < L; ++l) {
       const S sigma = param<L, PerLane>(p, 0, l), rho = param<L, PerLane>(p, 1, l),
               beta = param<L, PerLane>(p, 2, l);

@@ -11,6 +11,7 @@
 #include "config.hpp"
 #include "dynamics.hpp"
 #include "math.hpp"
+#include "simd.hpp"
 
 namespace odefast {
 
@@ -94,17 +95,16 @@ ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S
   for (int l = 0; l < L; ++l) gt[l] = S(0);
 }
 
-template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z) {
+// d act / dz from the pre-activation z and the activation h = act(z) (tanh and sigmoid reuse h).
+template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z, S h) {
   if constexpr (A == Activation::Tanh) {
-    const S h = math::tanh(z);
     return S(1) - h * h;
   } else if constexpr (A == Activation::Relu) {
     return z > S(0) ? S(1) : S(0);
   } else if constexpr (A == Activation::Softplus) {
     return math::sigmoid(z);
   } else if constexpr (A == Activation::Sigmoid) {
-    const S s = math::sigmoid(z);
-    return s * (S(1) - s);
+    return h * (S(1) - h);
   } else {
     return S(1);
   }
@@ -156,16 +156,110 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
         }
       }
     if (i > 0) {
-      for (int q = 0; q < n_in * L; ++q) g[q] = gx[q] * activate_grad<A>(pre[i - 1][q]);
+      for (int q = 0; q < n_in * L; ++q) g[q] = gx[q] * activate_grad<A>(pre[i - 1][q], in[i][q]);
     }
   }
   for (int q = 0; q < D * L; ++q) gy[q] = gx[q];
   for (int l = 0; l < L; ++l) gt[l] = f.time_input ? gx[D * L + l] : S(0);
 }
 
+// h = act(z) over an array; tanh a register at a time where AVX-512 is available.
+template <Activation A, class S> void activate_array(const S* __restrict z, S* __restrict h, int n) {
+  int j = 0;
+#if ODEFAST_HAVE_AVX512
+  if constexpr (A == Activation::Tanh) {
+    using V = simd::Pack<S>;
+    for (; j + V::width <= n; j += V::width) V::store(h + j, simd::tanh(V::load(z + j)));
+  }
+#endif
+  for (; j < n; ++j) h[j] = activate<A>(z[j]);
+}
+
+// A lone trajectory (L = 1): every inner loop runs over contiguous memory without a
+// reduction, so it vectorises — the forward pass reads the packed (k-major) weights when the
+// parameters are shared, the backward pass reads W row by row.
+template <Activation A, class S>
+void mlp_vjp_lone(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy, S* gp,
+                  S* gt, S* work) {
+  const int nl = f.n_layers, D = f.dim();
+  S* in[MLP<S>::kMaxLayers];
+  S* pre[MLP<S>::kMaxLayers];
+  S* cursor = work;
+  for (int i = 0; i < nl; ++i) {
+    in[i] = cursor;
+    cursor += f.sizes[i];
+    pre[i] = cursor;
+    cursor += f.sizes[i + 1];
+  }
+  S* __restrict g = cursor;
+  S* __restrict gx = cursor + f.max_width;
+  for (int d = 0; d < D; ++d) in[0][d] = y[d];
+  if (f.time_input) in[0][D] = t[0];
+  for (int i = 0; i < nl; ++i) {
+    const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
+    S* __restrict z = pre[i];
+    const S* __restrict x = in[i];
+    if (f.packed) {
+      const S* P = f.packed + f.packed_offset[i];
+      const int po = f.padded_out[i];
+      for (int j = 0; j < n_out; ++j) z[j] = P[j];
+      for (int k = 0; k < n_in; ++k) {
+        const S* __restrict row = P + (k + 1) * po;
+        const S xk = x[k];
+        ODEFAST_LANES
+        for (int j = 0; j < n_out; ++j) z[j] += row[j] * xk;
+      }
+    } else {
+      const S* W = p + f.w_offset[i];
+      for (int j = 0; j < n_out; ++j) {
+        S acc = p[f.b_offset[i] + j];
+        for (int k = 0; k < n_in; ++k) acc += W[j * n_in + k] * x[k];
+        z[j] = acc;
+      }
+    }
+    if (i + 1 < nl) activate_array<A>(z, in[i + 1], n_out);
+  }
+  for (int d = 0; d < D; ++d) g[d] = a[d];
+  for (int i = nl - 1; i >= 0; --i) {
+    const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
+    const S* __restrict W = p + f.w_offset[i];
+    const S* __restrict x = in[i];
+    S* __restrict gW = gp + f.w_offset[i];
+    S* __restrict gb = gp + f.b_offset[i];
+    for (int k = 0; k < n_in; ++k) gx[k] = S(0);
+    for (int j = 0; j < n_out; ++j) {  // gW += g x^T, gb += g, gx += W^T g, row by row
+      const S gj = g[j];
+      gb[j] += gj;
+      ODEFAST_LANES
+      for (int k = 0; k < n_in; ++k) {
+        gW[j * n_in + k] += gj * x[k];
+        gx[k] += W[j * n_in + k] * gj;
+      }
+    }
+    if (i > 0) {
+      const S* __restrict zp = pre[i - 1];
+      ODEFAST_LANES
+      for (int k = 0; k < n_in; ++k) g[k] = gx[k] * activate_grad<A>(zp[k], x[k]);
+    }
+  }
+  for (int d = 0; d < D; ++d) gy[d] = gx[d];
+  gt[0] = f.time_input ? gx[D] : S(0);
+}
+
 template <int L, bool PerLane, class S>
 ODEFAST_HD void vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy, S* gp,
                     S* gt, S* work) {
+#if !defined(__CUDA_ARCH__)
+  if constexpr (L == 1) {
+    switch (f.act) {
+      case Activation::Tanh: return mlp_vjp_lone<Activation::Tanh>(f, t, y, p, a, gy, gp, gt, work);
+      case Activation::Relu: return mlp_vjp_lone<Activation::Relu>(f, t, y, p, a, gy, gp, gt, work);
+      case Activation::Softplus: return mlp_vjp_lone<Activation::Softplus>(f, t, y, p, a, gy, gp, gt, work);
+      case Activation::Sigmoid: return mlp_vjp_lone<Activation::Sigmoid>(f, t, y, p, a, gy, gp, gt, work);
+      default: return mlp_vjp_lone<Activation::Identity>(f, t, y, p, a, gy, gp, gt, work);
+    }
+  }
+#endif
   switch (f.act) {
     case Activation::Tanh: return mlp_vjp<Activation::Tanh, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);
     case Activation::Relu: return mlp_vjp<Activation::Relu, L, PerLane>(f, t, y, p, a, gy, gp, gt, work);

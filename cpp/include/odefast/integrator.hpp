@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "config.hpp"
@@ -42,6 +43,12 @@ ODEFAST_HD ODEFAST_INLINE void static_for_impl(F&& f, std::integer_sequence<int,
 template <int N, class F> ODEFAST_HD ODEFAST_INLINE void static_for(F&& f) {
   static_for_impl(f, std::make_integer_sequence<int, N>{});
 }
+
+// The state dimension at compile time where the dynamics type fixes it (Dyn::kStaticDim), so
+// that loops over components unroll and the block's state can stay in registers; 0: run time.
+template <class Dyn, class = void> struct StaticDim : std::integral_constant<int, 0> {};
+template <class Dyn>
+struct StaticDim<Dyn, std::void_t<decltype(Dyn::kStaticDim)>> : std::integral_constant<int, Dyn::kStaticDim> {};
 
 struct StepControl {
   double rtol = 1e-6, atol = 1e-8;
@@ -78,7 +85,7 @@ class BlockIntegrator {
   // work: (s + 4) * D * L scalars. y0: the block's initial states, SoA [D][L].
   ODEFAST_HD BlockIntegrator(const Dyn& f, const S* p, S* work, StepLog* log = nullptr)
       : f_(f), p_(p), D_(f.dim()), log_(log) {
-    const int DL = D_ * L;
+    const int DL = dim() * L;
     k_ = work;
     y_ = work + s * DL;
     ytmp_ = y_ + DL;
@@ -90,7 +97,7 @@ class BlockIntegrator {
   // `out`. Lanes past n_valid duplicate lane 0 (any finite state) and are not written.
   ODEFAST_HD void run(const S* y0, const S* t_out, int n_times, const StepControl& ctl,
                       std::int64_t first, int n_valid, const SolveOutput<S>& out) {
-    for (int i = 0; i < D_ * L; ++i) y_[i] = y0[i];
+    for (int i = 0; i < dim() * L; ++i) y_[i] = y0[i];
     for (int l = 0; l < L; ++l) {
       nfev_[l] = steps_[l] = rejected_[l] = 0;
       status_[l] = kSuccess;
@@ -113,6 +120,8 @@ class BlockIntegrator {
   const Dyn& f_;
   const S* p_;
   int D_;
+  static constexpr int kD = StaticDim<Dyn>::value;
+  ODEFAST_HD ODEFAST_INLINE int dim() const { return kD > 0 ? kD : D_; }
   StepLog* log_;
   S *k_, *y_, *ytmp_, *ynew_, *yout_;
   S t_[L], h_[L], log_err_prev_[L], tstage_[L];
@@ -120,9 +129,38 @@ class BlockIntegrator {
   std::int64_t nfev_[L], steps_[L], rejected_[L];
   std::int32_t status_[L];
 
-  ODEFAST_HD S* k(int i) const { return k_ + i * D_ * L; }
+  // Where a run keeps the state and the stages (k: s blocks of D * L). With a compile-time
+  // dimension these are local arrays of the run, which the compiler keeps in registers (no
+  // store/reload chain through memory from stage to stage); otherwise the work buffer.
+  // Code that indexes lanes at run time (outputs, the step log) reads the work buffer, so
+  // `sync` copies the locals there first.
+  struct Buf {
+    S *k, *y, *ytmp, *ynew, *yout;
+  };
+  ODEFAST_HD Buf members() { return Buf{k_, y_, ytmp_, ynew_, yout_}; }
+  ODEFAST_HD ODEFAST_INLINE void sync(const Buf& b, bool stages_too) {
+    if (b.y == y_) return;
+    const int DL = dim() * L;
+    for (int q = 0; q < DL; ++q) y_[q] = b.y[q];
+    if (stages_too) {
+      for (int q = 0; q < DL; ++q) ynew_[q] = b.ynew[q];
+      for (int q = 0; q < s * DL; ++q) k_[q] = b.k[q];
+    }
+  }
 
-  ODEFAST_HD void eval(const S* t, const S* y, S* dy) { f_.template eval<L, PerLane>(t, y, dy, p_); }
+  ODEFAST_HD S* k(int i) const { return k_ + i * dim() * L; }
+
+  // Whether any lane's flag (a 0/1 value of S) is set.
+  ODEFAST_HD ODEFAST_INLINE static bool any_set(const S* flag) {
+#if ODEFAST_HAVE_AVX512
+    if constexpr (L % simd::Pack<S>::width == 0) return simd::any_nonzero(flag, L);
+#endif
+    bool any = false;
+    for (int l = 0; l < L; ++l) any |= flag[l] != S(0);
+    return any;
+  }
+
+  ODEFAST_HD ODEFAST_INLINE void eval(const S* t, const S* y, S* dy) { f_.template eval<L, PerLane>(t, y, dy, p_); }
 
   // Compile-time weight vectors over the stages.
   template <int I> struct StageRow { static constexpr double w(int j) { return M::a[I][j]; } };
@@ -130,34 +168,13 @@ class BlockIntegrator {
   struct ErrorWeights { static constexpr double w(int j) { return M::b_err[j]; } };
   struct Error3Weights { static constexpr double w(int j) { return M::b_err3[j]; } };
 
-  // dst = y + h * sum_j W_j k_j  (or h * sum_j W_j k_j when y is null); zero weights cost nothing.
-  template <class W>
-  ODEFAST_HD ODEFAST_INLINE void combine(const S* y, const S* h, S* dst) const {
-    if (y) combine_impl<W, true>(y, h, dst);
-    else combine_impl<W, false>(y, h, dst);
-  }
+  // dst = y + h * sum_j W_j k_j  (or h * sum_j W_j k_j when WithY is false); zero weights cost
+  // nothing.
   template <class W, bool WithY>
-  ODEFAST_HD ODEFAST_INLINE void combine_impl(const S* __restrict y, const S* __restrict h,
-                                              S* __restrict dst) const {
-    const std::ptrdiff_t DL = std::ptrdiff_t(D_) * L;
-    const S* __restrict k = k_;
-#if ODEFAST_HAVE_AVX512
-    if constexpr (L == simd::Pack<S>::width) {  // one register per dimension
-      using V = simd::Pack<S>;
-      const typename V::reg hv = V::load(h);
-      for (int d = 0; d < D_; ++d) {
-        typename V::reg acc = V::broadcast(S(0));
-        static_for<s>([&](auto j) {
-          constexpr double c = W::w(j);
-          if constexpr (c != 0.0) acc = V::fma(V::broadcast(S(c)), V::load(k + j * DL + d * L), acc);
-        });
-        if constexpr (WithY) V::store(dst + d * L, V::fma(hv, acc, V::load(y + d * L)));
-        else V::store(dst + d * L, V::mul(hv, acc));
-      }
-      return;
-    }
-#endif
-    for (int d = 0; d < D_; ++d) {
+  ODEFAST_HD ODEFAST_INLINE void combine(const S* __restrict k, const S* __restrict y,
+                                         const S* __restrict h, S* __restrict dst) const {
+    const std::ptrdiff_t DL = std::ptrdiff_t(dim()) * L;
+    for (int d = 0; d < dim(); ++d) {
       const S* __restrict kd = k + d * L;
       ODEFAST_LANES
       for (int l = 0; l < L; ++l) {
@@ -172,34 +189,38 @@ class BlockIntegrator {
     }
   }
 
-  // Stages 1 .. s-1 from k_0 (already in k(0)); the last stage input of an FSAL method is y_new.
-  ODEFAST_HD void stages(const S* h) {
+  // Stages 1 .. s-1 from k_0 (already in b.k) at times t + c_i h; the last stage input of an
+  // FSAL method is y_new.
+  ODEFAST_HD ODEFAST_INLINE void stages(const S* t, const S* h, const Buf& b) {
+    const int DL = dim() * L;
     static_for<s - 1>([&](auto im1) {
       constexpr int i = im1 + 1;
-      combine<StageRow<i>>(y_, h, ytmp_);
-      for (int l = 0; l < L; ++l) tstage_[l] = t_[l] + S(M::c[i]) * h[l];
+      S ts[L];
+      combine<StageRow<i>, true>(b.k, b.y, h, b.ytmp);
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) ts[l] = t[l] + S(M::c[i]) * h[l];
       if (fsal && i == s - 1)
-        for (int q = 0; q < D_ * L; ++q) ynew_[q] = ytmp_[q];
-      eval(tstage_, ytmp_, k(i));
+        for (int q = 0; q < DL; ++q) b.ynew[q] = b.ytmp[q];
+      eval(ts, b.ytmp, b.k + i * DL);
     });
-    if constexpr (!fsal) combine<SolutionWeights>(y_, h, ynew_);
+    if constexpr (!fsal) combine<SolutionWeights, true>(b.k, b.y, h, b.ynew);
   }
 
   ODEFAST_HD void write_output(const SolveOutput<S>& out, int i, std::int64_t first, int n_valid,
                                const S* y, const bool* only) {
     for (int l = 0; l < n_valid; ++l) {
       if (only && !only[l]) continue;
-      S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * D_;
-      for (int d = 0; d < D_; ++d) row[d] = y[d * L + l];
+      S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * dim();
+      for (int d = 0; d < dim(); ++d) row[d] = y[d * L + l];
     }
   }
   ODEFAST_HD void write_nan(const SolveOutput<S>& out, int i, std::int64_t first, int l) {
-    S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * D_;
-    for (int d = 0; d < D_; ++d) row[d] = std::numeric_limits<S>::quiet_NaN();
+    S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * dim();
+    for (int d = 0; d < dim(); ++d) row[d] = std::numeric_limits<S>::quiet_NaN();
   }
 
   ODEFAST_HD bool lane_finite(const S* y, int l) const {
-    for (int d = 0; d < D_; ++d)
+    for (int d = 0; d < dim(); ++d)
       if (!std::isfinite(y[d * L + l])) return false;
     return true;
   }
@@ -217,15 +238,14 @@ class BlockIntegrator {
       const std::int64_t n = fixed_substeps(span, ctl.dt);
       const double hd = span / double(n);
       const std::int64_t todo = n < ctl.max_steps - taken ? n : ctl.max_steps - taken;
-      for (int l = 0; l < L; ++l) h_[l] = S(hd);
-      for (std::int64_t j = 0; j < todo; ++j) {
-        for (int l = 0; l < L; ++l) t_[l] = S(t0 + double(j) * hd);
-        eval(t_, y_, k(0));
-        stages(h_);
-        if (log_)
-          for (int l = 0; l < L; ++l)
-            if (active[l]) log_->push(l, t_[l], h_[l], y_ + l, L);
-        for (int q = 0; q < D_ * L; ++q) y_[q] = ynew_[q];
+      if constexpr (kD > 0) {
+        constexpr int DL = kD * L;
+        alignas(64) S y[DL], kk[s * DL], yt[DL], yn[DL];
+        for (int q = 0; q < DL; ++q) y[q] = y_[q];
+        fixed_steps(t0, hd, todo, active, Buf{kk, y, yt, yn, nullptr});
+        for (int q = 0; q < DL; ++q) y_[q] = y[q];
+      } else {
+        fixed_steps(t0, hd, todo, active, members());
       }
       taken += todo;
       for (int l = 0; l < L; ++l) {
@@ -246,6 +266,30 @@ class BlockIntegrator {
     }
   }
 
+  // `todo` steps of size hd from t0; leaves the state in b.y.
+  ODEFAST_HD ODEFAST_INLINE void fixed_steps(double t0, double hd, std::int64_t todo, const bool* active, Buf b) {
+    const int DL = dim() * L;
+    S h[L], t[L];
+    for (int l = 0; l < L; ++l) h[l] = S(hd);
+    for (std::int64_t j = 0; j < todo; ++j) {
+      const S tj = S(t0 + double(j) * hd);
+      for (int l = 0; l < L; ++l) t[l] = tj;
+      eval(t, b.y, b.k);
+      stages(t, h, b);
+      if (log_) {
+        sync(b, false);
+        for (int l = 0; l < L; ++l)
+          if (active[l]) log_->push(l, t[l], h[l], y_ + l, L);
+      }
+      if (b.y == y_) {
+        std::swap(b.y, b.ynew);  // the work buffer: swap instead of copying
+        std::swap(y_, ynew_);
+      } else {
+        for (int q = 0; q < DL; ++q) b.y[q] = b.ynew[q];
+      }
+    }
+  }
+
  public:
   // Number of equal steps covering |span| with steps no longer than dt (shared with Python).
   ODEFAST_HD static std::int64_t fixed_substeps(double span, double dt) {
@@ -257,33 +301,33 @@ class BlockIntegrator {
   // RMS norm of v / (atol + rtol * max(|a|, |b|)) for lane l (b may be null).
   ODEFAST_HD S scaled_rms(const S* v, const S* a, const S* b, int l, const StepControl& ctl) const {
     S sum = S(0);
-    for (int d = 0; d < D_; ++d) {
+    for (int d = 0; d < dim(); ++d) {
       S m = std::fabs(a[d * L + l]);
       if (b) m = std::fmax(m, std::fabs(b[d * L + l]));
       const S r = v[d * L + l] / (S(ctl.atol) + S(ctl.rtol) * m);
       sum = std::fma(r, r, sum);
     }
-    return std::sqrt(sum / S(D_));
+    return std::sqrt(sum / S(dim()));
   }
 
-  // Error norms of all lanes (vectorised over lanes). ytmp_ holds err = h sum b_err_i k_i;
-  // for dopri8 also yout_ = h sum b_err3_i k_i, combined as DOP853 does:
+  // Error norms of all lanes (vectorised over lanes). b.ytmp holds err = h sum b_err_i k_i;
+  // for dopri8 also b.yout = h sum b_err3_i k_i, combined as DOP853 does:
   //   |h| e5^2 / sqrt(D (e5^2 + 0.01 e3^2)) on h-free estimators == e5' / sqrt(D (e5' + 0.01 e3')).
   // A lane whose new state is not finite gets err = inf.
-  ODEFAST_HD void error_norms(const StepControl& ctl, S* err) const {
+  ODEFAST_HD ODEFAST_INLINE void error_norms(const StepControl& ctl, const Buf& b, S* err) const {
     S e5[L], e3[L], poison[L];
     for (int l = 0; l < L; ++l) e5[l] = e3[l] = poison[l] = S(0);
     const S atol = S(ctl.atol), rtol = S(ctl.rtol);
-    for (int d = 0; d < D_; ++d) {
+    for (int d = 0; d < dim(); ++d) {
       ODEFAST_LANES
       for (int l = 0; l < L; ++l) {
         const int q = d * L + l;
-        const S sc = atol + rtol * math::max(math::abs(y_[q]), math::abs(ynew_[q]));
-        const S a = ytmp_[q] / sc;
+        const S sc = atol + rtol * math::max(math::abs(b.y[q]), math::abs(b.ynew[q]));
+        const S a = b.ytmp[q] / sc;
         e5[l] = std::fma(a, a, e5[l]);
-        poison[l] += ynew_[q] * S(0);  // NaN iff some component is inf or NaN
+        poison[l] += b.ynew[q] * S(0);  // NaN iff some component is inf or NaN
         if constexpr (M::has_err3) {
-          const S c = yout_[q] / sc;
+          const S c = b.yout[q] / sc;
           e3[l] = std::fma(c, c, e3[l]);
         }
       }
@@ -292,9 +336,9 @@ class BlockIntegrator {
     for (int l = 0; l < L; ++l) {
       S e;
       if constexpr (M::has_err3) {
-        e = (e5[l] == S(0) && e3[l] == S(0)) ? S(0) : e5[l] / std::sqrt(S(D_) * (e5[l] + S(0.01) * e3[l]));
+        e = (e5[l] == S(0) && e3[l] == S(0)) ? S(0) : e5[l] / std::sqrt(S(dim()) * (e5[l] + S(0.01) * e3[l]));
       } else {
-        e = std::sqrt(e5[l] / S(D_));
+        e = std::sqrt(e5[l] / S(dim()));
       }
       const bool finite = (e - e) == S(0) && poison[l] == S(0);
       err[l] = finite ? e : std::numeric_limits<S>::infinity();
@@ -319,9 +363,9 @@ class BlockIntegrator {
       tstage_[l] = t_[l] + h_[l];
     }
     S* f1 = k(1);
-    for (int i = 0; i < D_ * L; ++i) ytmp_[i] = std::fma(h_[i % L], k_[i], y_[i]);
+    for (int i = 0; i < dim() * L; ++i) ytmp_[i] = std::fma(h_[i % L], k_[i], y_[i]);
     eval(tstage_, ytmp_, f1);
-    for (int i = 0; i < D_ * L; ++i) yout_[i] = (f1[i] - k_[i]) / h0[i % L];
+    for (int i = 0; i < dim() * L; ++i) yout_[i] = (f1[i] - k_[i]) / h0[i % L];
     for (int l = 0; l < L; ++l) {
       ++nfev_[l];
       const S d1 = scaled_rms(k(0), y_, nullptr, l, ctl);
@@ -340,16 +384,9 @@ class BlockIntegrator {
   // writes and failures drop to per-lane code.
   ODEFAST_HD void run_adaptive(const S* t_out, int n_times, const StepControl& ctl,
                                std::int64_t first, int n_valid, const SolveOutput<S>& out) {
-    const S t_end = t_out[n_times - 1];
-    const S dir = t_end > t_out[0] ? S(1) : S(-1);
-    const S inf = std::numeric_limits<S>::infinity();
-    constexpr S kSafety = S(0.9), kFacMin = S(0.2), kFacMax = S(10);
-    const S alpha = S(0.7 / k_ctrl), beta = S(0.4 / k_ctrl);
-    const S eps = std::numeric_limits<S>::epsilon();
     // per lane: active, growth cap (1 right after a rejection), last error non-finite,
-    // time of the next output (or the next stop without dense output), whether the step
-    // was clipped to land on it
-    S active[L], grow_cap[L], nonfinite[L], t_next[L], h_try[L], land[L], accepted[L];
+    // index and time of the next output (or the next stop without dense output)
+    S active[L], grow_cap[L], nonfinite[L], t_next[L];
     int next[L];
     for (int l = 0; l < L; ++l) {
       t_[l] = t_out[0];
@@ -366,48 +403,75 @@ class BlockIntegrator {
       if (active[l] != S(0) && !lane_finite(k(0), l)) { active[l] = S(0); status_[l] = kNonFinite; }
     }
     initial_step(t_out, n_times, ctl);
+    if constexpr (kD > 0) {
+      constexpr int DL = kD * L;
+      alignas(64) S y[DL], kk[s * DL], yt[DL], yn[DL], yo[M::has_err3 || !fsal ? DL : 1];
+      for (int q = 0; q < DL; ++q) y[q] = y_[q];
+      for (int q = 0; q < DL; ++q) kk[q] = k_[q];
+      adaptive_steps(t_out, n_times, ctl, first, n_valid, out, Buf{kk, y, yt, yn, yo}, active,
+                     grow_cap, nonfinite, t_next, next);
+    } else {
+      adaptive_steps(t_out, n_times, ctl, first, n_valid, out, members(), active, grow_cap,
+                     nonfinite, t_next, next);
+    }
+    for (int l = 0; l < n_valid; ++l)
+      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, first, l);
+  }
 
+  static constexpr S kSafety = S(0.9), kFacMin = S(0.2), kFacMax = S(10);
+
+  ODEFAST_HD ODEFAST_INLINE void adaptive_steps(const S* t_out, int n_times, const StepControl& ctl,
+                                                std::int64_t first, int n_valid,
+                                                const SolveOutput<S>& out, const Buf& b, S* active,
+                                                S* grow_cap, S* nonfinite, S* t_next, int* next) {
+    const int DL = dim() * L;
+    const S t_end = t_out[n_times - 1];
+    const S dir = t_end > t_out[0] ? S(1) : S(-1);
+    const S inf = std::numeric_limits<S>::infinity();
+    const S alpha = S(0.7 / k_ctrl), beta = S(0.4 / k_ctrl);
+    const S eps = std::numeric_limits<S>::epsilon();
+    const std::int64_t max_steps = ctl.max_steps;
     while (true) {
-      for (int l = 0; l < L; ++l)
-        if (active[l] != S(0) && steps_[l] + rejected_[l] >= ctl.max_steps) {
-          active[l] = S(0);
-          status_[l] = kMaxSteps;
-        }
-      // propose: land exactly on the end (without dense output: on the next output time)
-      S any = S(0);
+      // propose: land exactly on the end (without dense output: on the next output time);
+      // lanes out of attempts (max_steps) or step size (underflow) stop here
+      S h_try[L], land[L], accepted[L];
       ODEFAST_LANES
       for (int l = 0; l < L; ++l) {
+        const bool out_of_steps = (active[l] != S(0)) & (steps_[l] + rejected_[l] >= max_steps);
         const S target = dense ? t_end : t_next[l];
         const bool clip = dir * (t_[l] + S(1.01) * h_[l] - target) > S(0);
         const S h = clip ? target - t_[l] : h_[l];
         const S ulp_t = math::max(math::abs(t_[l]), math::abs(target)) * eps;
-        const bool underflow = active[l] != S(0) && math::abs(h) < S(10) * ulp_t;
+        const bool underflow = active[l] != S(0) && !out_of_steps && math::abs(h) < S(10) * ulp_t;
         land[l] = clip ? S(1) : S(0);
-        accepted[l] = underflow ? S(1) : S(0);  // (reused below as "accepted")
-        active[l] = underflow ? S(0) : active[l];
+        // (accepted doubles as the stop reason here: 1 underflow, 2 max_steps)
+        accepted[l] = underflow ? S(1) : (out_of_steps ? S(2) : S(0));
+        active[l] = (underflow || out_of_steps) ? S(0) : active[l];
         h_try[l] = active[l] != S(0) ? h : S(0);
-        any = math::max(any, active[l]);
       }
-      for (int l = 0; l < L; ++l)
-        if (accepted[l] != S(0)) status_[l] = nonfinite[l] != S(0) ? kNonFinite : kStepUnderflow;
-      if (any == S(0)) break;
+      if (any_set(accepted))
+        for (int l = 0; l < L; ++l) {
+          if (accepted[l] == S(2)) status_[l] = kMaxSteps;
+          else if (accepted[l] != S(0)) status_[l] = nonfinite[l] != S(0) ? kNonFinite : kStepUnderflow;
+        }
+      if (!any_set(active)) break;
 
-      stages(h_try);
-      combine<ErrorWeights>(nullptr, h_try, ytmp_);
-      if constexpr (M::has_err3) combine<Error3Weights>(nullptr, h_try, yout_);
+      stages(t_, h_try, b);
+      combine<ErrorWeights, false>(b.k, nullptr, h_try, b.ytmp);
+      if constexpr (M::has_err3) combine<Error3Weights, false>(b.k, nullptr, h_try, b.yout);
 
       // PI controller for every lane at once: factor = 0.9 err^-alpha err_prev^beta, clamped
       // to [0.2, cap] (err = 0 falls into the clamp); a rejection shrinks by
       // max(0.2, 0.9 err^-alpha), or by 0.2 when the error is not finite.
-      S err[L], log_err[L], t_new[L], passes[L];
-      error_norms(ctl, err);
+      S err[L], t_new[L], passes[L];
+      error_norms(ctl, b, err);
       ODEFAST_LANES
       for (int l = 0; l < L; ++l) {
         const bool finite = err[l] < inf;
         const S e = finite ? err[l] : S(1);
-        log_err[l] = math::log(math::max(e, std::numeric_limits<S>::min()));
-        const S grow = math::min(grow_cap[l], math::max(kFacMin, kSafety * math::exp(beta * log_err_prev_[l] - alpha * log_err[l])));
-        const S shrink = finite ? math::max(kFacMin, kSafety * math::exp(-alpha * log_err[l])) : kFacMin;
+        const S log_err = math::log(math::max(e, std::numeric_limits<S>::min()));
+        const S grow = math::min(grow_cap[l], math::max(kFacMin, kSafety * math::exp(beta * log_err_prev_[l] - alpha * log_err)));
+        const S shrink = finite ? math::max(kFacMin, kSafety * math::exp(-alpha * log_err)) : kFacMin;
         const bool is_active = active[l] != S(0);
         const bool acc = is_active && err[l] <= S(1);
         const bool rej = is_active && !acc;
@@ -418,29 +482,32 @@ class BlockIntegrator {
         passes[l] = (acc && dir * (t_next[l] - tn) <= S(0)) ? S(1) : S(0);
         accepted[l] = acc ? S(1) : S(0);
         nonfinite[l] = is_active ? (finite ? S(0) : S(1)) : nonfinite[l];
-        log_err_prev_[l] = acc ? (err[l] > S(1e-4) ? log_err[l] : kLogErrFloor) : log_err_prev_[l];
+        log_err_prev_[l] = acc ? (err[l] > S(1e-4) ? log_err : kLogErrFloor) : log_err_prev_[l];
         h_[l] = acc ? h_try[l] * grow : (rej ? h_try[l] * shrink : h_[l]);
         grow_cap[l] = acc ? kFacMax : (rej ? S(1) : grow_cap[l]);
+        nfev_[l] += is_active ? s - 1 : 0;
+        steps_[l] += acc ? 1 : 0;
+        rejected_[l] += rej ? 1 : 0;
       }
-      for (int l = 0; l < L; ++l) {
-        if (active[l] == S(0)) continue;
-        nfev_[l] += s - 1;
-        if (accepted[l] != S(0)) ++steps_[l];
-        else ++rejected_[l];
-        if (passes[l] != S(0)) {  // outputs inside (or at the end of) this step
+      if (any_set(passes)) {  // outputs inside (or at the end of) this step
+        sync(b, true);
+        for (int l = 0; l < L; ++l) {
+          if (passes[l] == S(0)) continue;
           write_passed_outputs(l, t_new[l], h_try[l], t_out, n_times, next[l], first, n_valid, out);
           t_next[l] = next[l] < n_times ? t_out[next[l]] : t_end;
           if (next[l] >= n_times) active[l] = S(0);
         }
       }
-      if (log_)
+      if (log_) {
+        sync(b, false);
         for (int l = 0; l < L; ++l)
           if (accepted[l] != S(0)) log_->push(l, t_[l], h_try[l], y_ + l, L);
-      for (int d = 0; d < D_; ++d) {
+      }
+      for (int d = 0; d < dim(); ++d) {
         ODEFAST_LANES
         for (int l = 0; l < L; ++l) {
           const int q = d * L + l;
-          y_[q] = accepted[l] != S(0) ? ynew_[q] : y_[q];
+          b.y[q] = accepted[l] != S(0) ? b.ynew[q] : b.y[q];
         }
       }
       ODEFAST_LANES
@@ -448,41 +515,44 @@ class BlockIntegrator {
 
       // k_0 of the next step: FSAL reuses the last stage; otherwise evaluate at accepted states
       if constexpr (fsal) {
-        const S* last = k(s - 1);
-        for (int d = 0; d < D_; ++d) {
+        const S* last = b.k + (s - 1) * DL;
+        for (int d = 0; d < dim(); ++d) {
           ODEFAST_LANES
           for (int l = 0; l < L; ++l) {
             const int q = d * L + l;
-            k_[q] = accepted[l] != S(0) ? last[q] : k_[q];
+            b.k[q] = accepted[l] != S(0) ? last[q] : b.k[q];
           }
         }
       } else {
-        S need = S(0);
-        for (int l = 0; l < L; ++l) need = math::max(need, accepted[l]);
-        if (need != S(0)) {
-          S* f0 = yout_;
-          eval(t_, y_, f0);
-          for (int q = 0; q < D_ * L; ++q)
-            if (accepted[q % L] != S(0)) k_[q] = f0[q];
+        if (any_set(accepted)) {
+          S* f0 = b.yout;
+          eval(t_, b.y, f0);
+          for (int d = 0; d < dim(); ++d) {
+            ODEFAST_LANES
+            for (int l = 0; l < L; ++l) {
+              const int q = d * L + l;
+              b.k[q] = accepted[l] != S(0) ? f0[q] : b.k[q];
+            }
+          }
           for (int l = 0; l < L; ++l)
             if (accepted[l] != S(0) && active[l] != S(0)) ++nfev_[l];
         }
       }
     }
-    for (int l = 0; l < n_valid; ++l)
-      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, first, l);
+    sync(b, false);
   }
 
   // Writes the outputs at t_out[next ...] that the accepted step (t_, h) -> t_new reached:
   // the new state where an output time is hit exactly, the dense output inside the step.
+  // Reads the work buffer (y_, ynew_, k_).
   ODEFAST_HD void write_passed_outputs(int l, S t_new, S h, const S* t_out, int n_times, int& next,
                                        std::int64_t first, int n_valid, const SolveOutput<S>& out) {
     const S dir = t_out[n_times - 1] > t_out[0] ? S(1) : S(-1);
     while (next < n_times && dir * (t_out[next] - t_new) <= S(0)) {
       if (l < n_valid) {
-        S* row = out.ys + (std::int64_t(next) * out.batch + first + l) * D_;
+        S* row = out.ys + (std::int64_t(next) * out.batch + first + l) * dim();
         if (t_out[next] == t_new) {
-          for (int d = 0; d < D_; ++d) row[d] = ynew_[d * L + l];
+          for (int d = 0; d < dim(); ++d) row[d] = ynew_[d * L + l];
         } else {
           if constexpr (dense) interpolate(l, (t_out[next] - t_[l]) / h, h, row);
         }
@@ -500,9 +570,9 @@ class BlockIntegrator {
         for (int j = M::dense_degree - 1; j >= 0; --j) acc = (acc + S(M::dense[i][j])) * theta;
         B[i] = acc;
       });
-      for (int d = 0; d < D_; ++d) {
+      for (int d = 0; d < dim(); ++d) {
         S acc = S(0);
-        for (int i = 0; i < s; ++i) acc = std::fma(B[i], k_[(i * D_ + d) * L + l], acc);
+        for (int i = 0; i < s; ++i) acc = std::fma(B[i], k_[(i * dim() + d) * L + l], acc);
         row[d] = std::fma(h, acc, y_[d * L + l]);
       }
     }

@@ -26,6 +26,7 @@ template <> struct Pack<float> {
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static unsigned nonzero(reg a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
 };
 template <> struct Pack<double> {
   using reg = __m512d;
@@ -36,6 +37,7 @@ template <> struct Pack<double> {
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+  static unsigned nonzero(reg a) { return _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_NEQ_UQ); }
 };
 
 // math::ScalarOps for whole registers (see math.hpp): the same IEEE operation in every lane.
@@ -82,6 +84,15 @@ template <> struct Ops512<double> {
   static Mask gt(T a, T b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
   static T select(Mask m, T a, T b) { return _mm512_mask_blend_pd(m, b, a); }
 };
+
+// Whether any of v[0 .. n) is non-zero (n a multiple of the register width): the lane flags
+// of the integrator (a plain loop over them compiles to one compare and branch per lane).
+template <class S> inline bool any_nonzero(const S* v, int n) {
+  using P = Pack<S>;
+  unsigned m = 0;
+  for (int i = 0; i < n; i += P::width) m |= P::nonzero(P::load(v + i));
+  return m != 0;
+}
 
 // tanh of every lane, bit for bit math::tanh.
 inline __m512 tanh(__m512 x) { return math::tanh_f32<Ops512<float>>(x); }

@@ -42,8 +42,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads as wl  # noqa: E402
-from common import (Cfg, bench, dumps, grad_fields, hessian_fields, loadavg, set_quick,  # noqa: E402
-                    stat_fields, state_checksums, timing_fields)
+from common import (Cfg, CpuMonitor, bench, dumps, grad_fields, hessian_fields, loadavg,  # noqa: E402
+                    set_quick, stat_fields, state_checksums, timing_fields, wait_idle)
 
 ALL_WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "roofline"]
 ALL_LIBS = ["torchdiffeq", "torchode", "diffrax", "jax", "scipy", "numpy", "torch"]
@@ -577,8 +577,8 @@ def run_w3(out):
                 f.nfev = 0
                 vg()
                 nfev_total = f.nfev
-                med_g, times_g, (loss, grads) = bench(vg)
                 med_f, times_f, _ = bench(fwd)
+                med_g, times_g, (loss, grads) = bench(vg)  # last, so the CPU diagnostics are its
                 return finish(med_g, times_g, med_f, times_f, {
                     **stat_fields(nfev=nfev_fwd), "nfev_forward_plus_backward": nfev_total,
                     **grad_fields(loss.item(), [g.numpy() for g in grads]),
@@ -610,8 +610,8 @@ def run_w3(out):
             def fwd():
                 with torch.no_grad():
                     return loss_fn()
-            med_g, times_g, (loss, grads) = bench(vg)
             med_f, times_f, _ = bench(fwd)
+            med_g, times_g, (loss, grads) = bench(vg)
             return finish(med_g, times_g, med_f, times_f, {
                 **torchode_stats(holder["sol"]), **grad_fields(loss.item(), [g.numpy() for g in grads]),
                 "note": "per-trajectory step sizes; backprop through the solver; eager mode"})
@@ -645,8 +645,8 @@ def run_w3(out):
                 vg = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
                 cg, cs_g = jax_compile(vg, params, z0)
                 cf, cs_f = jax_compile(loss_fn, params, z0)
-                med_g, times_g, ((loss, _), (gp, gz)) = jax_bench(cg, params, z0)
                 med_f, times_f, (_, stats) = jax_bench(cf, params, z0)
+                med_g, times_g, ((loss, _), (gp, gz)) = jax_bench(cg, params, z0)
                 r = finish(med_g, times_g, med_f, times_f, {
                     **diffrax_stats(stats), **grad_fields(loss, list(gp) + [gz]),
                     "compile_forward_s": cs_f,
@@ -911,6 +911,7 @@ def roofline_child(threads, libs):
                     fn()
                 times = []
                 budget = 0.1 if Cfg.quick else 1.0
+                mon = CpuMonitor().start()
                 while len(times) < reps or (sum(times) < budget and len(times) < 2000):
                     t0 = time.perf_counter()
                     fn()
@@ -920,7 +921,7 @@ def roofline_child(threads, libs):
                             "M": M, "K": K, "N": N, "dtype": dtype, "threads": threads, "median_s": med,
                             "repeats": len(times), "gflops": 2.0 * M * K * N / med / 1e9,
                             "best_gflops": 2.0 * M * K * N / min(times) / 1e9,
-                            "loadavg_1m": loadavg()})
+                            "loadavg_1m": loadavg(), "other_cpu_frac": mon.stop()})
     return res
 
 
@@ -940,6 +941,7 @@ def run_roofline(out, libs):
         env = dict(os.environ)
         for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[k] = str(threads)
+        waited = wait_idle()
         cmd = [sys.executable, os.path.abspath(__file__), "--roofline-child", str(threads),
                "--libs", ",".join(libs)] + (["--quick"] if Cfg.quick else [])
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -950,6 +952,7 @@ def run_roofline(out, libs):
         for r in json.loads(p.stdout.strip().splitlines()[-1]):
             rec = base_rec("roofline", r.pop("case", f"threads={threads}"), r.pop("library"), "matmul")
             rec.update(r)
+            rec["waited_for_idle_s"] = round(waited, 1)
             rec["env"] = {"OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
             out.emit(rec)
 
@@ -961,6 +964,8 @@ def meta_record():
     m = {"record": "meta", "script": "peers.py", "python": sys.version.split()[0], "executable": sys.executable,
          "platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
          "utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "quick": Cfg.quick,
+         "budget_s": Cfg.budget, "min_repeats": Cfg.min_repeats, "max_repeats": Cfg.max_repeats,
+         "wait_idle_s": Cfg.wait_idle, "retries": Cfg.retries,
          "loadavg_1m": loadavg(), "numpy": np.__version__, **blas_info(),
          "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                 "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "JAX_PLATFORMS")}}
@@ -982,9 +987,23 @@ def main(argv=None):
     ap.add_argument("--libs", default=",".join(ALL_LIBS))
     ap.add_argument("--out", default=None, help="append JSONL here too (stdout always)")
     ap.add_argument("--budget", type=float, default=None, help="timed seconds per case")
+    ap.add_argument("--wait-idle", type=float, default=0.0,
+                    help="before each case wait up to this many seconds for other processes to go quiet")
+    ap.add_argument("--retries", type=int, default=None,
+                    help="with --wait-idle: re-measurements of a disturbed series (default 2)")
+    ap.add_argument("--cases", default=None,
+                    help="only cases whose name contains one of these comma-separated strings, e.g. 'B=4096'")
     ap.add_argument("--roofline-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    set_quick(args.quick, args.budget)
+    set_quick(args.quick, args.budget, args.wait_idle)
+    if args.retries is not None:
+        Cfg.retries = max(0, args.retries)
+    if args.cases:
+        wanted_cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        for name in ("w1_cases", "w2_cases", "w3_cases", "w4_cases", "w5_cases"):
+            orig = getattr(wl, name)
+            setattr(wl, name, lambda quick=False, orig=orig: [c for c in orig(quick)
+                                                               if any(w in c["case"] for w in wanted_cases)])
     libs = [s.strip() for s in args.libs.split(",") if s.strip()]
     if args.roofline_child is not None:
         print(json.dumps(roofline_child(args.roofline_child, libs)))

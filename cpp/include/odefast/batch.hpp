@@ -1,12 +1,14 @@
 // CPU batch driver: splits a batch into lane blocks, runs them on the thread pool.
 //
-// Blocks hold kBlockLanes<S> trajectories (two AVX-512 registers: two independent dependency
-// chains through every lane-parallel step, and half the per-step bookkeeping per trajectory);
-// a remainder of at least kLanes<S> runs as one-register blocks, the rest one trajectory at a
-// time. All paths perform identical arithmetic per trajectory (see dynamics.hpp), so every
-// result is independent of batch size, position and thread count.
+// Blocks hold kBlockLanes<S, Dyn> trajectories: by default two AVX-512 registers (two
+// independent dependency chains through every lane-parallel step of a small vector field, and
+// half the per-step bookkeeping per trajectory); a dynamics type may ask for another count
+// (Dyn::kBlockRegisters). A remainder of at least kLanes<S> runs as one-register blocks, the
+// rest one trajectory at a time. All paths perform identical arithmetic per trajectory (see
+// dynamics.hpp), so every result is independent of batch size, position and thread count.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "integrator.hpp"
@@ -15,7 +17,11 @@
 namespace odefast {
 
 template <class S> constexpr int kLanes = 64 / int(sizeof(S));
-template <class S> constexpr int kBlockLanes = 2 * kLanes<S>;
+template <class Dyn, class = void> struct BlockRegisters : std::integral_constant<int, 2> {};
+template <class Dyn>
+struct BlockRegisters<Dyn, std::void_t<decltype(Dyn::kBlockRegisters)>>
+    : std::integral_constant<int, Dyn::kBlockRegisters> {};
+template <class S, class Dyn> constexpr int kBlockLanes = BlockRegisters<Dyn>::value * kLanes<S>;
 
 template <class S, class M, int L, bool PerLane, class Dyn>
 void run_block(const Dyn& proto, const S* y0, const S* t, int n_times, const S* params, int P,
@@ -48,7 +54,7 @@ template <class S, class M, class Dyn>
 void solve_batch(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int n_times,
                  const S* params, bool per_trajectory, const StepControl& ctl,
                  const SolveOutput<S>& out) {
-  constexpr int L2 = kBlockLanes<S>, L1 = kLanes<S>;
+  constexpr int L2 = kBlockLanes<S, Dyn>, L1 = kLanes<S>;
   const int P = f.n_params();
   // a lone trajectory (batch 1) takes the L = 1 path
   const std::int64_t n_big = batch >= 2 ? batch / L2 : 0;

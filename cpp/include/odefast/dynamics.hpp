@@ -129,6 +129,9 @@ template <class S> struct MLP {
   using scalar = S;
   static constexpr int kMaxLayers = 16;
   static constexpr int kUnitWidth = 64 / int(sizeof(S));  // units per AVX-512 register
+  // Lane blocks of one register: the layer kernels keep the fma units busy with one, and a
+  // smaller block wastes fewer evaluations on lanes that finished early (adaptive methods).
+  static constexpr int kBlockRegisters = 1;
   int n_layers = 0;                       // number of affine maps
   int sizes[kMaxLayers + 1] = {};         // sizes[0] = D (+1 with time input), sizes[n] = D
   int w_offset[kMaxLayers] = {}, b_offset[kMaxLayers] = {};
@@ -267,31 +270,42 @@ template <class S> struct MLP {
       if constexpr (PerLane) return V::load(W + std::ptrdiff_t(j * in + k) * L + r * kUnitWidth);
       else return V::broadcast(P ? P[(k + 1) * po + j] : W[j * in + k]);
     };
-    if (split(i)) {  // narrow layer: kSplit partial sums per unit
-      for (int j = 0; j < n_out; ++j) {
-        reg acc[kSplit][NR];
-        for (int r = 0; r < NR; ++r) {
-          acc[0][r] = bias_reg(j, r);
-          for (int q = 1; q < kSplit; ++q) acc[q][r] = V::broadcast(S(0));
-        }
-        int k = 0;
-        for (; k + kSplit <= in; k += kSplit)
-          for (int q = 0; q < kSplit; ++q)
-            for (int r = 0; r < NR; ++r)
-              acc[q][r] = V::fma(weight(j, k + q, r), V::load(x + (k + q) * L + r * kUnitWidth), acc[q][r]);
-        for (int q = 0; k < in; ++k, ++q)
-          for (int r = 0; r < NR; ++r)
-            acc[q][r] = V::fma(weight(j, k, r), V::load(x + k * L + r * kUnitWidth), acc[q][r]);
-        for (int r = 0; r < NR; ++r)
-          V::store(out + j * L + r * kUnitWidth,
-                   activate_reg<A>(V::add(V::add(acc[0][r], acc[1][r]), V::add(acc[2][r], acc[3][r]))));
-      }
+    if (split(i)) {  // narrow layer: kSplit partial sums per unit, two units at a time
+      int j0 = 0;
+      for (; j0 + 2 <= n_out; j0 += 2) split_lanes<L, A, 2>(j0, in, x, out, bias_reg, weight);
+      if (j0 < n_out) split_lanes<L, A, 1>(j0, in, x, out, bias_reg, weight);
       activate_rest<A>(out, n_out * L);
       return;
     }
     int j0 = 0;
     for (; j0 + JB <= n_out; j0 += JB) unit_lanes<L, PerLane, A, JB>(j0, in, x, out, bias_reg, weight);
     for (; j0 < n_out; ++j0) unit_lanes<L, PerLane, A, 1>(j0, in, x, out, bias_reg, weight);
+  }
+
+  template <int L, Activation A, int JS, class BiasReg, class Weight>
+  ODEFAST_INLINE void split_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, Weight& weight) const {
+    constexpr int NR = L / kUnitWidth;
+    reg acc[JS][kSplit][NR];
+    for (int jj = 0; jj < JS; ++jj)
+      for (int r = 0; r < NR; ++r) {
+        acc[jj][0][r] = bias_reg(j0 + jj, r);
+        for (int q = 1; q < kSplit; ++q) acc[jj][q][r] = V::broadcast(S(0));
+      }
+    auto term = [&](int k, int q) {
+      for (int r = 0; r < NR; ++r) {
+        const reg xk = V::load(x + k * L + r * kUnitWidth);
+        for (int jj = 0; jj < JS; ++jj) acc[jj][q][r] = V::fma(weight(j0 + jj, k, r), xk, acc[jj][q][r]);
+      }
+    };
+    int k = 0;
+    for (; k + kSplit <= in; k += kSplit)
+      for (int q = 0; q < kSplit; ++q) term(k + q, q);
+    for (int q = 0; k < in; ++k, ++q) term(k, q);
+    for (int jj = 0; jj < JS; ++jj)
+      for (int r = 0; r < NR; ++r) {
+        V::store(out + (j0 + jj) * L + r * kUnitWidth,
+                 activate_reg<A>(V::add(V::add(acc[jj][0][r], acc[jj][1][r]), V::add(acc[jj][2][r], acc[jj][3][r]))));
+      }
   }
 
   template <int L, bool PerLane, Activation A, int JB, class BiasReg, class Weight>
@@ -351,7 +365,6 @@ template <class S> struct MLP {
 
   template <Activation A>
   ODEFAST_INLINE void split_units(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
-    constexpr int W = kUnitWidth;
     reg acc[kSplit];
     acc[0] = V::load(P + j0);
     for (int q = 1; q < kSplit; ++q) acc[q] = V::broadcast(S(0));
@@ -363,7 +376,6 @@ template <class S> struct MLP {
     for (int q = 0; k < in; ++k, ++q) acc[q] = V::fma(V::load(row + k * po), V::broadcast(x[k]), acc[q]);
     reg sum[1] = {V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]))};
     store_units<A, 1>(sum, n_out, j0, out);
-    (void)W;
   }
 
   // Stores R registers of units j0 .. j0 + R W (only those < n_out) and applies the activation.

@@ -183,7 +183,8 @@ def _adaptive(st, y0, t, rtol, atol, dt, max_steps, ys, nfev, steps, rejected, s
     t_end = t[-1]
     direction = dtype.type(1 if t_end > t[0] else -1)
     k_ctrl = control_order(tab)
-    alpha, beta = dtype.type(0.7 / k_ctrl), dtype.type(0.4 / k_ctrl)
+    # Hairer's DOPRI5 PI gains generalised to order k: beta = 0.2/k, alpha = 1/k - 0.75 beta
+    beta, alpha = dtype.type(0.2 / k_ctrl), dtype.type(1.0 / k_ctrl - 0.75 * (0.2 / k_ctrl))
     eps = np.finfo(dtype).eps
 
     y = y0.copy()

@@ -10,6 +10,7 @@
 #pragma once
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "config.hpp"
@@ -256,34 +257,55 @@ template <class S> struct MLP {
 
   // Lane blocks of NR registers: each weight (broadcast, or per-lane vectors) multiplies the NR
   // registers of input k; JB units at a time so that JB * NR accumulators hide the fma latency.
+  // Weights come from the packed (k-major) copy when there is one, else from the parameters
+  // (shared, row-major; or per lane).
+  enum WeightSource { kPacked, kShared, kPerLane };
+
   template <int L, bool PerLane, Activation A>
   void layer_lanes(int i, const S* x, S* out, const S* p) const {
+    if constexpr (PerLane) return lanes_from<L, kPerLane, A>(i, x, out, p);
+    else if (packed) return lanes_from<L, kPacked, A>(i, x, out, p);
+    else return lanes_from<L, kShared, A>(i, x, out, p);
+  }
+
+  template <int L, WeightSource Src, Activation A>
+  void lanes_from(int i, const S* x, S* out, const S* p) const {
     constexpr int NR = L / kUnitWidth, JB = NR >= 4 ? 4 : 8;
     const int in = sizes[i], n_out = sizes[i + 1];
-    const S* W = p + (PerLane ? w_offset[i] * L : w_offset[i]);
-    const S* bias = p + (PerLane ? b_offset[i] * L : b_offset[i]);
-    // shared weights come from the packed (k-major) copy when there is one
-    const S* P = (!PerLane && packed) ? packed + packed_offset[i] : nullptr;
-    const int po = padded_out[i];
-    auto bias_reg = [&](int j, int r) { return PerLane ? V::load(bias + j * L + r * kUnitWidth) : V::broadcast(bias[j]); };
-    auto weight = [&](int j, int k, int r) {
-      if constexpr (PerLane) return V::load(W + std::ptrdiff_t(j * in + k) * L + r * kUnitWidth);
-      else return V::broadcast(P ? P[(k + 1) * po + j] : W[j * in + k]);
-    };
+    constexpr bool per_lane = Src == kPerLane;
+    const S* bias = p + (per_lane ? b_offset[i] * L : b_offset[i]);
+    // weights of units j0 + jj at input k: w[jj * js] (shared) or vectors at w + jj * js (per lane)
+    const S* W = Src == kPacked ? packed + packed_offset[i] + padded_out[i] : p + (per_lane ? w_offset[i] * L : w_offset[i]);
+    const std::ptrdiff_t ks = Src == kPacked ? padded_out[i] : (per_lane ? L : 1);
+    const std::ptrdiff_t js = Src == kPacked ? 1 : (per_lane ? std::ptrdiff_t(in) * L : in);
+    const Weights<Src> w{W, ks, js};
+    auto bias_reg = [&](int j, int r) { return per_lane ? V::load(bias + j * L + r * kUnitWidth) : V::broadcast(bias[j]); };
     if (split(i)) {  // narrow layer: kSplit partial sums per unit, two units at a time
       int j0 = 0;
-      for (; j0 + 2 <= n_out; j0 += 2) split_lanes<L, A, 2>(j0, in, x, out, bias_reg, weight);
-      if (j0 < n_out) split_lanes<L, A, 1>(j0, in, x, out, bias_reg, weight);
+      for (; j0 + 2 <= n_out; j0 += 2) split_lanes<L, A, 2>(j0, in, x, out, bias_reg, w);
+      if (j0 < n_out) split_lanes<L, A, 1>(j0, in, x, out, bias_reg, w);
       activate_rest<A>(out, n_out * L);
       return;
     }
     int j0 = 0;
-    for (; j0 + JB <= n_out; j0 += JB) unit_lanes<L, PerLane, A, JB>(j0, in, x, out, bias_reg, weight);
-    for (; j0 < n_out; ++j0) unit_lanes<L, PerLane, A, 1>(j0, in, x, out, bias_reg, weight);
+    for (; j0 + JB <= n_out; j0 += JB) unit_lanes<L, A, JB>(j0, in, x, out, bias_reg, w);
+    for (; j0 < n_out; ++j0) unit_lanes<L, A, 1>(j0, in, x, out, bias_reg, w);
   }
 
-  template <int L, Activation A, int JS, class BiasReg, class Weight>
-  ODEFAST_INLINE void split_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, Weight& weight) const {
+  template <WeightSource Src> struct Weights {
+    const S* base;
+    std::ptrdiff_t ks, js;  // strides of input k and unit j
+    const S* at(int j0, int k) const { return base + k * ks + j0 * js; }
+    // weight of unit j0 + jj (register r of the lanes) given at(j0, k)
+    ODEFAST_INLINE reg get(const S* wk, int jj, int r) const {
+      if constexpr (Src == kPerLane) return V::load(wk + jj * js + r * kUnitWidth);
+      else if constexpr (Src == kPacked) return V::broadcast(wk[jj]);
+      else return V::broadcast(wk[jj * js]);
+    }
+  };
+
+  template <int L, Activation A, int JS, class BiasReg, class Wt>
+  ODEFAST_INLINE void split_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, const Wt& w) const {
     constexpr int NR = L / kUnitWidth;
     reg acc[JS][kSplit][NR];
     for (int jj = 0; jj < JS; ++jj)
@@ -292,9 +314,10 @@ template <class S> struct MLP {
         for (int q = 1; q < kSplit; ++q) acc[jj][q][r] = V::broadcast(S(0));
       }
     auto term = [&](int k, int q) {
+      const S* wk = w.at(j0, k);
       for (int r = 0; r < NR; ++r) {
         const reg xk = V::load(x + k * L + r * kUnitWidth);
-        for (int jj = 0; jj < JS; ++jj) acc[jj][q][r] = V::fma(weight(j0 + jj, k, r), xk, acc[jj][q][r]);
+        for (int jj = 0; jj < JS; ++jj) acc[jj][q][r] = V::fma(w.get(wk, jj, r), xk, acc[jj][q][r]);
       }
     };
     int k = 0;
@@ -302,27 +325,28 @@ template <class S> struct MLP {
       for (int q = 0; q < kSplit; ++q) term(k + q, q);
     for (int q = 0; k < in; ++k, ++q) term(k, q);
     for (int jj = 0; jj < JS; ++jj)
-      for (int r = 0; r < NR; ++r) {
+      for (int r = 0; r < NR; ++r)
         V::store(out + (j0 + jj) * L + r * kUnitWidth,
                  activate_reg<A>(V::add(V::add(acc[jj][0][r], acc[jj][1][r]), V::add(acc[jj][2][r], acc[jj][3][r]))));
-      }
   }
 
-  template <int L, bool PerLane, Activation A, int JB, class BiasReg, class Weight>
-  ODEFAST_INLINE void unit_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, Weight& weight) const {
+  template <int L, Activation A, int JB, class BiasReg, class Wt>
+  ODEFAST_INLINE void unit_lanes(int j0, int in, const S* x, S* out, BiasReg& bias_reg, const Wt& w) const {
     constexpr int NR = L / kUnitWidth;
     reg acc[JB][NR];
     for (int jj = 0; jj < JB; ++jj)
       for (int r = 0; r < NR; ++r) acc[jj][r] = bias_reg(j0 + jj, r);
-    for (int k = 0; k < in; ++k) {
-      reg xk[NR];
-      for (int r = 0; r < NR; ++r) xk[r] = V::load(x + k * L + r * kUnitWidth);
+    const S* xk = x;
+    const S* wk = w.at(j0, 0);
+    for (int k = 0; k < in; ++k, xk += L, wk += w.ks) {
+      reg xr[NR];
+      for (int r = 0; r < NR; ++r) xr[r] = V::load(xk + r * kUnitWidth);
       for (int jj = 0; jj < JB; ++jj) {
-        if constexpr (PerLane) {
-          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(weight(j0 + jj, k, r), xk[r], acc[jj][r]);
+        if constexpr (std::is_same_v<Wt, Weights<kPerLane>>) {
+          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(w.get(wk, jj, r), xr[r], acc[jj][r]);
         } else {
-          const reg w = weight(j0 + jj, k, 0);
-          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(w, xk[r], acc[jj][r]);
+          const reg wj = w.get(wk, jj, 0);
+          for (int r = 0; r < NR; ++r) acc[jj][r] = V::fma(wj, xr[r], acc[jj][r]);
         }
       }
     }

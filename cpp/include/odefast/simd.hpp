@@ -1,7 +1,7 @@
-// One-register SIMD packs for the CPU hot loops (MLP layers). Only load, store, broadcast, add,
-// mul and fused multiply-add are needed; each lane computes exactly what the scalar std::fma path
-// computes, so SIMD and scalar code agree bit for bit. Without AVX-512 (or in CUDA code) the
-// callers fall back to plain loops.
+// One-register SIMD packs for the CPU hot loops (MLP layers, lane flags) and the register form
+// of math.hpp's templated functions (tanh). Every lane computes exactly what the scalar code
+// computes (the same single IEEE operations, explicit fma), so SIMD and scalar paths agree bit
+// for bit. Without AVX-512 (or in CUDA code) the callers fall back to plain loops.
 #pragma once
 
 #include "math.hpp"

@@ -322,9 +322,10 @@ def w3(ctx):
     base = {"workload": "W3", "case": c["case"], "B": B, "dtype": "float64", **kw}
     of_grads = {}
 
-    def run(library, adjoint):
+    def run(library, adjoint, seminorm=False):
         solve = solver_for(ctx, library, "solve")
         f = mlp_dynamics(ctx, "float64")
+        semi = {"seminorm": True} if seminorm else {}
 
         def call_at(Bs):
             z0 = wl.mlp_z0(Bs)
@@ -333,7 +334,7 @@ def w3(ctx):
             if library == "odefast" or hasattr(ctx.ref, "value_and_grad"):
                 vg = solver_for(ctx, library, "value_and_grad")
                 loss = attr(ctx.of, "losses.MSE")(targets, weights=weights)
-                return lambda: _vg_tuple(vg(f, z0, wl.W3_T, loss, adjoint=adjoint, **kw))
+                return lambda: _vg_tuple(vg(f, z0, wl.W3_T, loss, adjoint=adjoint, **semi, **kw))
             # the reference lists solve/vjp/hvp/hessian: value and gradient by solve + vjp
             vjp = solver_for(ctx, library, "vjp")
 
@@ -341,7 +342,7 @@ def w3(ctx):
                 ys = np.asarray(solve(f, z0, wl.W3_T, **kw).ys)
                 n = ys.size
                 value = float(np.sum(weights * (ys - targets) ** 2) / n)
-                g = vjp(f, z0, wl.W3_T, 2.0 * weights * (ys - targets) / n, adjoint=adjoint, **kw)
+                g = vjp(f, z0, wl.W3_T, 2.0 * weights * (ys - targets) / n, adjoint=adjoint, **semi, **kw)
                 return value, g
             return vg_ref
 
@@ -366,7 +367,7 @@ def w3(ctx):
              "loss_from_forward_solve": loss_fwd, "checksum_B": Bsub}
         if library == "reference" and not hasattr(ctx.ref, "value_and_grad"):
             r["note"] = "reference: value from reference.solve, gradient from reference.vjp"
-        key = (adjoint, B)
+        key = (adjoint, seminorm, B)
         if library == "odefast":
             of_grads[key] = grads
         elif key in of_grads and Bsub == B:
@@ -374,9 +375,10 @@ def w3(ctx):
         return r
 
     for library in ("odefast", "reference"):
-        for adjoint in ("checkpoint", "backsolve"):
-            run_case(ctx, {**base, "library": library, "variant": f"dopri5 adjoint={adjoint}", "adjoint": adjoint},
-                     lambda library=library, adjoint=adjoint: run(library, adjoint))
+        for adjoint, seminorm in (("checkpoint", False), ("backsolve", False), ("backsolve", True)):
+            variant = f"dopri5 adjoint={adjoint}" + (" seminorm" if seminorm else "")
+            run_case(ctx, {**base, "library": library, "variant": variant, "adjoint": adjoint, "seminorm": seminorm},
+                     lambda library=library, adjoint=adjoint, seminorm=seminorm: run(library, adjoint, seminorm))
 
 
 def _vg_tuple(res):
@@ -449,8 +451,16 @@ def w5(ctx):
                               max_repeats=3 if library == "reference" else None)
         sol = solve(f, s0, t, **kw)
         sT = np.asarray(sol.ys)[-1]
-        return {**timing_fields(med, times), **sol_stats(sol), "L_value": float(np.sum((sT - s0) ** 2)),
-                **hessian_fields(np.asarray(H))}
+        r = {**timing_fields(med, times), **sol_stats(sol), "L_value": float(np.sum((sT - s0) ** 2)),
+             **hessian_fields(np.asarray(H))}
+        if library == "odefast":  # one Hessian-vector product against one gradient
+            v = np.random.RandomState(0).standard_normal(s0.shape)
+            hvp, vg = solver_for(ctx, library, "hvp"), solver_for(ctx, library, "value_and_grad")
+            med_h, _, _ = bench(lambda: hvp(f, s0, t, loss, v, adjoint=adjoint, **kw))
+            med_g, _, _ = bench(lambda: vg(f, s0, t, loss, adjoint=adjoint, **kw))
+            r.update({"hvp_seconds_median": med_h, "grad_seconds_median": med_g,
+                      "ratio_hvp_to_grad": med_h / med_g})
+        return r
 
     for library in ("odefast", "reference"):
         for method, adjoint in (("dopri5", "checkpoint"), ("dopri5", "backsolve"), ("tsit5", "checkpoint")):

@@ -116,6 +116,18 @@ py::tuple solve(const py::dict& dynamics, const std::string& dtype, const std::s
   return out.tuple();
 }
 
+// Directions (K, B, D) and (K, P) / (K, B, P) of a second-order call; returns K.
+py::ssize_t direction_count(py::ssize_t B, py::ssize_t D, py::ssize_t P, bool per_traj,
+                            const py::array& v_y0, const py::array& v_p) {
+  if (v_y0.ndim() != 3 || v_y0.shape(1) != B || v_y0.shape(2) != D)
+    throw py::value_error("v_y0: expected shape (K, B, D)");
+  const py::ssize_t K = v_y0.shape(0);
+  const bool ok = per_traj ? (v_p.ndim() == 3 && v_p.shape(0) == K && v_p.shape(1) == B && v_p.shape(2) == P)
+                           : (v_p.ndim() == 2 && v_p.shape(0) == K && v_p.shape(1) == P);
+  if (!ok) throw py::value_error("v_params: expected shape (K, P) or (K, B, P)");
+  return K;
+}
+
 // The discrete adjoint's record, kept alive between the forward and backward calls.
 class PyTape {
  public:
@@ -136,6 +148,43 @@ class PyTape {
       tape_->backward(c, yb, pb);
     }
     return py::make_tuple(ybar0, pbar);
+  }
+
+  // Output tangents (K, N, B, D) along K directions v_y0 (K, B, D), v_p (K, P) or (K, B, P).
+  py::array jvp(const py::array& v_y0, const py::array& v_p) const {
+    const py::ssize_t K = direction_count(B_, D_, P_, per_traj_, v_y0, v_p);
+    py::array dys = new_array(dtype_, {K, N_, B_, D_});
+    const void* vy = data_of(v_y0, "v_y0", dtype_);
+    const void* vp = data_of(v_p, "v_params", dtype_);
+    void* out = dys.mutable_data();
+    {
+      py::gil_scoped_release release;
+      tape_->jvp(int(K), vy, vp, out);
+    }
+    return dys;
+  }
+
+  // Tangents of backward(cot) along K directions: (dybar0 (K, B, D), dpbar (K, P) or (K, B, P)).
+  py::tuple hvp(const py::array& v_y0, const py::array& v_p, const py::array& cot,
+                const py::array& dcot) const {
+    const py::ssize_t K = direction_count(B_, D_, P_, per_traj_, v_y0, v_p);
+    if (cot.ndim() != 3 || cot.shape(0) != N_ || cot.shape(1) != B_ || cot.shape(2) != D_)
+      throw py::value_error("cotangent: expected shape (N, B, D)");
+    if (dcot.ndim() != 4 || dcot.shape(0) != K || dcot.shape(1) != N_ || dcot.shape(2) != B_ || dcot.shape(3) != D_)
+      throw py::value_error("dcot: expected shape (K, N, B, D)");
+    const void* vy = data_of(v_y0, "v_y0", dtype_);
+    const void* vp = data_of(v_p, "v_params", dtype_);
+    const void* c = data_of(cot, "cotangent", dtype_);
+    const void* dc = data_of(dcot, "dcot", dtype_);
+    py::array dybar0 = new_array(dtype_, {K, B_, D_});
+    py::array dpbar = per_traj_ ? new_array(dtype_, {K, B_, P_}) : new_array(dtype_, {K, P_});
+    void* yb = dybar0.mutable_data();
+    void* pb = dpbar.mutable_data();
+    {
+      py::gil_scoped_release release;
+      tape_->hvp(int(K), vy, vp, c, dc, yb, pb);
+    }
+    return py::make_tuple(dybar0, dpbar);
   }
 
  private:
@@ -163,9 +212,11 @@ py::tuple solve_recording(const py::dict& dynamics, const std::string& dtype, co
 
 py::tuple backsolve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
                     const py::array& y_end, const py::array& t, const py::array& params,
-                    const py::array& cot, double rtol, double atol, double dt, std::int64_t max_steps) {
+                    const py::array& cot, double rtol, double atol, double dt, std::int64_t max_steps,
+                    int error_dims) {
   const odefast::DynamicsSpec spec = parse_spec(dynamics);
   odefast::SolveRequest r = make_request(spec, dtype, method, y_end, t, params, rtol, atol, dt, max_steps);
+  r.control.error_dims = error_dims;
   if (cot.ndim() != 3 || cot.shape(0) != r.n_times || cot.shape(1) != r.batch || cot.shape(2) != spec.dim)
     throw py::value_error("cotangent: expected shape (N, B, D)");
   const void* c = data_of(cot, "cotangent", dtype);
@@ -183,6 +234,69 @@ py::tuple backsolve(const py::dict& dynamics, const std::string& dtype, const st
     odefast::backsolve(spec, r, c, yb, pb);
   }
   return py::make_tuple(ybar0, pbar, status, nfev);
+}
+
+// Continuous second order, forward: output tangents (K, N, B, D), status, nfev of the tangent solves.
+py::tuple solve_tangent(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                        const py::array& y0, const py::array& t, const py::array& params,
+                        const py::array& v_y0, const py::array& v_p, double rtol, double atol, double dt,
+                        std::int64_t max_steps) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::SolveRequest r = make_request(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  const py::ssize_t K = direction_count(r.batch, spec.dim, r.n_params, r.per_trajectory_params, v_y0, v_p);
+  const void* vy = data_of(v_y0, "v_y0", dtype);
+  const void* vp = data_of(v_p, "v_params", dtype);
+  py::array dys = new_array(dtype, {K, py::ssize_t(r.n_times), py::ssize_t(r.batch), py::ssize_t(spec.dim)});
+  py::array_t<std::int64_t> nfev(r.batch);
+  py::array_t<std::int32_t> status(r.batch);
+  r.nfev = nfev.mutable_data();
+  r.status = status.mutable_data();
+  void* out = dys.mutable_data();
+  {
+    py::gil_scoped_release release;
+    odefast::solve_tangent(spec, r, int(K), vy, vp, out);
+  }
+  return py::make_tuple(dys, status, nfev);
+}
+
+// Continuous second order, backward: (dybar0 (K, B, D), dpbar (K, P) or (K, B, P), status, nfev).
+py::tuple backsolve_hvp(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                        const py::array& ys, const py::array& dys, const py::array& t,
+                        const py::array& params, const py::array& v_y0, const py::array& v_p,
+                        const py::array& cot, const py::array& dcot, double rtol, double atol, double dt,
+                        std::int64_t max_steps) {
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  if (ys.ndim() != 3) throw py::value_error("ys: expected shape (N, B, D)");
+  const py::array y_end = ys[py::int_(ys.shape(0) - 1)];
+  odefast::SolveRequest r = make_request(spec, dtype, method, y_end, t, params, rtol, atol, dt, max_steps);
+  const py::ssize_t K = direction_count(r.batch, spec.dim, r.n_params, r.per_trajectory_params, v_y0, v_p), N = r.n_times, B = r.batch, D = spec.dim;
+  const auto shaped = [](const py::array& a, std::vector<py::ssize_t> shape) {
+    if (a.ndim() != py::ssize_t(shape.size())) return false;
+    for (std::size_t i = 0; i < shape.size(); ++i)
+      if (a.shape(i) != shape[i]) return false;
+    return true;
+  };
+  if (!shaped(ys, {N, B, D}) || !shaped(cot, {N, B, D})) throw py::value_error("ys, cotangent: expected shape (N, B, D)");
+  if (!shaped(dys, {K, N, B, D}) || !shaped(dcot, {K, N, B, D})) throw py::value_error("dys, dcot: expected shape (K, N, B, D)");
+  const void* pys = data_of(ys, "ys", dtype);
+  const void* pdys = data_of(dys, "dys", dtype);
+  const void* vp = data_of(v_p, "v_params", dtype);
+  const void* c = data_of(cot, "cotangent", dtype);
+  const void* dc = data_of(dcot, "dcot", dtype);
+  py::array dybar0 = new_array(dtype, {K, B, D});
+  py::array dpbar = r.per_trajectory_params ? new_array(dtype, {K, B, py::ssize_t(r.n_params)})
+                                            : new_array(dtype, {K, py::ssize_t(r.n_params)});
+  py::array_t<std::int64_t> nfev(B);
+  py::array_t<std::int32_t> status(B);
+  r.nfev = nfev.mutable_data();
+  r.status = status.mutable_data();
+  void* yb = dybar0.mutable_data();
+  void* pb = dpbar.mutable_data();
+  {
+    py::gil_scoped_release release;
+    odefast::backsolve_hvp(spec, r, int(K), pys, pdys, vp, c, dc, yb, pb);
+  }
+  return py::make_tuple(dybar0, dpbar, status, nfev);
 }
 
 // f(t_b, y_b) for every row, or (with `a`) its vjp (gy, gp per row, gt).
@@ -277,13 +391,26 @@ PYBIND11_MODULE(_core, m) {
         py::arg("max_steps"));
   py::class_<PyTape>(m, "Tape", "Record of a forward solve for the discrete adjoint")
       .def("backward", &PyTape::backward, py::arg("cotangent"),
-           "(ybar0 (B, D) without cotangent[0], pbar (P,) or (B, P))");
+           "(ybar0 (B, D) without cotangent[0], pbar (P,) or (B, P))")
+      .def("jvp", &PyTape::jvp, py::arg("v_y0"), py::arg("v_params"),
+           "output tangents (K, N, B, D) along directions v_y0 (K, B, D), v_params (K, P) or (K, B, P)")
+      .def("hvp", &PyTape::hvp, py::arg("v_y0"), py::arg("v_params"), py::arg("cotangent"), py::arg("dcot"),
+           "tangents of backward(cotangent) along the directions: (dybar0 (K, B, D), dpbar (K, P) or (K, B, P))");
   m.def("solve_recording", &solve_recording, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
         py::arg("y0"), py::arg("t"), py::arg("params"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
         py::arg("max_steps"));
   m.def("backsolve", &backsolve, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
         py::arg("y_end"), py::arg("t"), py::arg("params"), py::arg("cotangent"), py::arg("rtol"),
-        py::arg("atol"), py::arg("dt"), py::arg("max_steps"));
+        py::arg("atol"), py::arg("dt"), py::arg("max_steps"), py::arg("error_dims") = 0,
+        "continuous adjoint; error_dims > 0 controls the error of the first error_dims components "
+        "of [z, a, dL/dparams] only (2 D: the seminorm)");
+  m.def("solve_tangent", &solve_tangent, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
+        py::arg("y0"), py::arg("t"), py::arg("params"), py::arg("v_y0"), py::arg("v_params"),
+        py::arg("rtol"), py::arg("atol"), py::arg("dt"), py::arg("max_steps"));
+  m.def("backsolve_hvp", &backsolve_hvp, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
+        py::arg("ys"), py::arg("dys"), py::arg("t"), py::arg("params"), py::arg("v_y0"), py::arg("v_params"),
+        py::arg("cotangent"), py::arg("dcot"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
+        py::arg("max_steps"));
   m.def("field", &field, py::arg("dynamics"), py::arg("dtype"), py::arg("t"), py::arg("y"),
         py::arg("params"), py::arg("a") = py::none());
   m.def("set_num_threads", &odefast::set_num_threads, py::arg("n"));

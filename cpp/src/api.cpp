@@ -12,6 +12,11 @@ namespace odefast {
                                                                  const SolveRequest&);            \
   extern template void backsolve_typed<S>(const DynamicsSpec&, const SolveRequest&, const void*,  \
                                           void*, void*);                                          \
+  extern template void solve_tangent_typed<S>(const DynamicsSpec&, const SolveRequest&, int,       \
+                                              const void*, const void*, void*);                   \
+  extern template void backsolve_hvp_typed<S>(const DynamicsSpec&, const SolveRequest&, int,       \
+                                              const void*, const void*, const void*, const void*, \
+                                              const void*, void*, void*);                         \
   extern template void field_typed<S>(const DynamicsSpec&, std::int64_t, const S*, const S*,      \
                                       const S*, bool, const S*, S*, S*, S*, S*);
 ODEFAST_EXTERN(float)
@@ -41,6 +46,23 @@ void backsolve(const DynamicsSpec& dynamics, const SolveRequest& request, const 
   if (request.dtype == "float32") return backsolve_typed<float>(dynamics, request, cot, ybar0, pbar);
   if (request.dtype == "float64") return backsolve_typed<double>(dynamics, request, cot, ybar0, pbar);
   bad_dtype(request.dtype);
+}
+
+void solve_tangent(const DynamicsSpec& dynamics, const SolveRequest& r, int K, const void* v_y0,
+                   const void* v_p, void* dys) {
+  if (r.dtype == "float32") return solve_tangent_typed<float>(dynamics, r, K, v_y0, v_p, dys);
+  if (r.dtype == "float64") return solve_tangent_typed<double>(dynamics, r, K, v_y0, v_p, dys);
+  bad_dtype(r.dtype);
+}
+
+void backsolve_hvp(const DynamicsSpec& dynamics, const SolveRequest& r, int K, const void* ys,
+                   const void* dys, const void* v_p, const void* cot, const void* dcot, void* dybar0,
+                   void* dpbar) {
+  if (r.dtype == "float32")
+    return backsolve_hvp_typed<float>(dynamics, r, K, ys, dys, v_p, cot, dcot, dybar0, dpbar);
+  if (r.dtype == "float64")
+    return backsolve_hvp_typed<double>(dynamics, r, K, ys, dys, v_p, cot, dcot, dybar0, dpbar);
+  bad_dtype(r.dtype);
 }
 
 template <class S>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "odefast/adjoint.hpp"
+#include "odefast/second_order.hpp"
 #include "odefast/api.hpp"
 #include "odefast/dynamics_vjp.hpp"
 #include "odefast/batch.hpp"
@@ -99,6 +100,14 @@ template <class S, class M, class Dyn> class TapeImpl final : public Tape {
   void backward(const void* cot, void* ybar0, void* pbar) const override {
     adjoint_.backward(static_cast<const S*>(cot), static_cast<S*>(ybar0), static_cast<S*>(pbar));
   }
+  void jvp(int K, const void* v_y0, const void* v_p, void* dys) const override {
+    adjoint_.jvp(K, static_cast<const S*>(v_y0), static_cast<const S*>(v_p), static_cast<S*>(dys));
+  }
+  void hvp(int K, const void* v_y0, const void* v_p, const void* cot, const void* dcot, void* dybar0,
+           void* dpbar) const override {
+    adjoint_.hvp(K, static_cast<const S*>(v_y0), static_cast<const S*>(v_p), static_cast<const S*>(cot),
+                 static_cast<const S*>(dcot), static_cast<S*>(dybar0), static_cast<S*>(dpbar));
+  }
 
  private:
   std::vector<S> storage_;
@@ -131,6 +140,38 @@ void backsolve_typed(const DynamicsSpec& spec, const SolveRequest& r, const void
       backsolve<S, M>(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t),
                       int(r.n_times), params, r.per_trajectory_params, static_cast<const S*>(cot),
                       r.control, static_cast<S*>(ybar0), static_cast<S*>(pbar), r.status, r.nfev);
+    });
+  });
+}
+
+template <class S>
+void solve_tangent_typed(const DynamicsSpec& spec, const SolveRequest& r, int K, const void* v_y0,
+                         const void* v_p, void* dys) {
+  const S* params = static_cast<const S*>(r.params);
+  std::vector<S> storage;
+  with_dynamics<S>(spec, nullptr, storage, [&](const auto& f) {
+    with_method(r.method, [&](auto method) {
+      solve_tangent<S, decltype(method)>(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t),
+                                         int(r.n_times), params, r.per_trajectory_params, K,
+                                         static_cast<const S*>(v_y0), static_cast<const S*>(v_p), r.control,
+                                         static_cast<S*>(dys), r.status, r.nfev);
+    });
+  });
+}
+
+template <class S>
+void backsolve_hvp_typed(const DynamicsSpec& spec, const SolveRequest& r, int K, const void* ys,
+                         const void* dys, const void* v_p, const void* cot, const void* dcot,
+                         void* dybar0, void* dpbar) {
+  const S* params = static_cast<const S*>(r.params);
+  std::vector<S> storage;
+  with_dynamics<S>(spec, nullptr, storage, [&](const auto& f) {
+    with_method(r.method, [&](auto method) {
+      backsolve_hvp<S, decltype(method)>(f, static_cast<const S*>(ys), static_cast<const S*>(dys), r.batch,
+                                         static_cast<const S*>(r.t), int(r.n_times), params,
+                                         r.per_trajectory_params, K, static_cast<const S*>(v_p),
+                                         static_cast<const S*>(cot), static_cast<const S*>(dcot), r.control,
+                                         static_cast<S*>(dybar0), static_cast<S*>(dpbar), r.status, r.nfev);
     });
   });
 }

@@ -6,6 +6,8 @@ from ._dynamics import MLP, Dynamics, Linear, Lorenz, NBody, PythonDynamics
 from ._problem import STATUS_MESSAGES, Solution, SolveError, SolveWarning
 from ._grad import Gradient
 from ._gradients import value_and_grad, vjp
+from ._hessians import hessian, hvp
+from ._second import HVP
 from ._solve import cuda_available, solve
 from ._tableaus import METHODS
 
@@ -18,7 +20,7 @@ __all__ = [
     "__version__", "backends", "build_info", "set_num_threads", "get_num_threads",
     "Dynamics", "MLP", "Linear", "Lorenz", "NBody", "PythonDynamics",
     "solve", "Solution", "SolveWarning", "SolveError", "STATUS_MESSAGES", "METHODS", "reference",
-    "vjp", "value_and_grad", "Gradient", "losses",
+    "vjp", "value_and_grad", "Gradient", "losses", "hvp", "hessian", "HVP",
 ]
 
 

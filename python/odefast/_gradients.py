@@ -55,12 +55,11 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure):
     if adjoint == "checkpoint":
         ybar0, pbar = tape.backward(cot)
     else:
-        if seminorm:
-            raise ValueError("seminorm: not available in the compiled backsolve yet; "
-                             "use odefast.reference.vjp(..., seminorm=True)")
+        # seminorm: error control on [z, a] only, not on the parameter-gradient channels
+        error_dims = 2 * pb.y0.shape[1] if seminorm else 0
         ybar0, pbar, back_status, _ = _core.backsolve(spec, dt_name, pb.method,
                                                       np.ascontiguousarray(ys[-1]), pb.t, pb.params,
-                                                      cot, *args)
+                                                      cot, *args, error_dims=error_dims)
         status = np.where(status != 0, status, back_status)
     pbar_rows = pbar if pbar.ndim == 2 else pbar[None, :]
     g_t = _time_gradients(pb, ys, cot, ybar0)

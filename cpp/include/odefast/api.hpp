@@ -45,6 +45,13 @@ class Tape {
   // cot: (n_times, batch, D); ybar0: (batch, D), dL/dy0 without cot[0];
   // pbar: (P,) summed over trajectories, or (batch, P) for per-trajectory parameters.
   virtual void backward(const void* cot, void* ybar0, void* pbar) const = 0;
+  // Second order, discrete (forward-over-reverse through the recorded steps), K directions:
+  // v_y0 (K, batch, D); v_p (K, P) or (K, batch, P). jvp: output tangents dys
+  // (K, n_times, batch, D). hvp: tangents of backward(cot) given the cotangent's tangents dcot
+  // (K, n_times, batch, D): dybar0 (K, batch, D), dpbar (K, P) summed or (K, batch, P).
+  virtual void jvp(int K, const void* v_y0, const void* v_p, void* dys) const = 0;
+  virtual void hvp(int K, const void* v_y0, const void* v_p, const void* cot, const void* dcot,
+                   void* dybar0, void* dpbar) const = 0;
 };
 std::unique_ptr<Tape> solve_recording(const DynamicsSpec& dynamics, const SolveRequest& request);
 
@@ -52,6 +59,16 @@ std::unique_ptr<Tape> solve_recording(const DynamicsSpec& dynamics, const SolveR
 // backward solve's per-trajectory results.
 void backsolve(const DynamicsSpec& dynamics, const SolveRequest& request, const void* cot,
                void* ybar0, void* pbar);
+
+// Second order, continuous (second_order.hpp), K directions shaped as for Tape::jvp / hvp.
+// solve_tangent: output tangents dys; request.status / nfev get the tangent solves' results.
+void solve_tangent(const DynamicsSpec& dynamics, const SolveRequest& request, int K,
+                   const void* v_y0, const void* v_p, void* dys);
+// backsolve_hvp: ys (n_times, batch, D) the forward outputs and dys their tangents; cot and
+// dcot as for Tape::hvp; request.status / nfev get the backward solves' results.
+void backsolve_hvp(const DynamicsSpec& dynamics, const SolveRequest& request, int K, const void* ys,
+                   const void* dys, const void* v_p, const void* cot, const void* dcot,
+                   void* dybar0, void* dpbar);
 
 // dy = f(t_b, y_b; params) for every row b (t: (batch,)).
 void eval_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int64_t batch,

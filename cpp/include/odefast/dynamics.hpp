@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "dual.hpp"
 #include "math.hpp"
 #include "simd.hpp"
 
@@ -61,7 +62,7 @@ template <class S> struct Linear {
       for (int l = 0; l < L; ++l) acc[l] = S(0);
       for (int j = 0; j < D; ++j)
         for (int l = 0; l < L; ++l)
-          acc[l] = std::fma(param<L, PerLane>(p, i * D + j, l), y[j * L + l], acc[l]);
+          acc[l] = math::fma(param<L, PerLane>(p, i * D + j, l), y[j * L + l], acc[l]);
       for (int l = 0; l < L; ++l) dy[i * L + l] = acc[l] + param<L, PerLane>(p, D * D + i, l);
     }
   }
@@ -91,12 +92,12 @@ template <class S> struct NBody {
           S r2 = eps2;
           for (int d = 0; d < dim_space; ++d) {
             const S dx = y[(j * dim_space + d) * L + l] - y[(i * dim_space + d) * L + l];
-            r2 = std::fma(dx, dx, r2);
+            r2 = math::fma(dx, dx, r2);
           }
-          const S w = G * param<L, PerLane>(p, j, l) / (r2 * std::sqrt(r2));
+          const S w = G * param<L, PerLane>(p, j, l) / (r2 * math::sqrt(r2));
           for (int d = 0; d < dim_space; ++d) {
             const S dx = y[(j * dim_space + d) * L + l] - y[(i * dim_space + d) * L + l];
-            acc[d * L + l] = std::fma(w, dx, acc[d * L + l]);
+            acc[d * L + l] = math::fma(w, dx, acc[d * L + l]);
           }
         }
       }
@@ -219,10 +220,12 @@ template <class S> struct MLP {
   template <int L, bool PerLane, Activation A>
   ODEFAST_HD void layer(int i, const S* x, S* out, const S* p) const {
 #if ODEFAST_HAVE_AVX512
-    if constexpr (L == 1 && !PerLane) {
-      if (packed != nullptr) return layer_units<A>(i, x, out);
+    if constexpr (simd::has_pack<S>) {  // real scalars; dual numbers take the plain loops
+      if constexpr (L == 1 && !PerLane) {
+        if (packed != nullptr) return layer_units<A>(i, x, out);
+      }
+      if constexpr (L % kUnitWidth == 0) return layer_lanes<L, PerLane, A>(i, x, out, p);
     }
-    if constexpr (L % kUnitWidth == 0) return layer_lanes<L, PerLane, A>(i, x, out, p);
 #endif
     layer_generic<L, PerLane, A>(i, x, out, p);
   }
@@ -243,7 +246,7 @@ template <class S> struct MLP {
       }
       for (int k = 0; k < in; ++k) {
         S* a = acc[sp ? k % kSplit : 0];
-        for (int l = 0; l < L; ++l) a[l] = std::fma(param<L, PerLane>(W, j * in + k, l), x[k * L + l], a[l]);
+        for (int l = 0; l < L; ++l) a[l] = math::fma(param<L, PerLane>(W, j * in + k, l), x[k * L + l], a[l]);
       }
       for (int l = 0; l < L; ++l)
         out[j * L + l] = activate<A>(sp ? (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]) : acc[0][l]);
@@ -432,5 +435,27 @@ template <class S> struct MLP {
   }
 #endif
 };
+
+// The same dynamics on another scalar (dual numbers for second-order products): the
+// configuration is copied; derived caches (the packed MLP weights) are not.
+template <class T, class S> Lorenz<T> with_scalar(const Lorenz<S>&) { return {}; }
+template <class T, class S> Linear<T> with_scalar(const Linear<S>& f) {
+  Linear<T> g;
+  g.D = f.D;
+  return g;
+}
+template <class T, class S> NBody<T> with_scalar(const NBody<S>& f) {
+  NBody<T> g;
+  g.n = f.n;
+  g.dim_space = f.dim_space;
+  g.G = T(f.G);
+  g.softening = T(f.softening);
+  return g;
+}
+template <class T, class S> MLP<T> with_scalar(const MLP<S>& f) {
+  MLP<T> g;
+  g.configure(std::vector<int>(f.sizes, f.sizes + f.n_layers + 1), f.act, f.time_input);
+  return g;
+}
 
 }  // namespace odefast

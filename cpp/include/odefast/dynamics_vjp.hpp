@@ -87,7 +87,7 @@ ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S
           dw += d[c] * w[c];
           dav += d[c] * av[(i * dim + c) * L + l];
         }
-        const S inv3 = S(1) / (r2 * std::sqrt(r2)), inv5 = inv3 / r2;
+        const S inv3 = S(1) / (r2 * math::sqrt(r2)), inv5 = inv3 / r2;
         for (int c = 0; c < dim; ++c) gy[(j * dim + c) * L + l] += inv3 * w[c] - S(3) * inv5 * dw * d[c];
         gp[j * L + l] += f.G * inv3 * dav;
       }
@@ -167,7 +167,7 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
 template <Activation A, class S> void activate_array(const S* __restrict z, S* __restrict h, int n) {
   int j = 0;
 #if ODEFAST_HAVE_AVX512
-  if constexpr (A == Activation::Tanh) {
+  if constexpr (A == Activation::Tanh && simd::has_pack<S>) {
     using V = simd::Pack<S>;
     for (; j + V::width <= n; j += V::width) V::store(h + j, simd::tanh(V::load(z + j)));
   }

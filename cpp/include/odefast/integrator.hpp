@@ -57,6 +57,8 @@ struct StepControl {
   double rtol = 1e-6, atol = 1e-8;
   double dt = 0;                  // fixed-step size; for adaptive methods the first step (0: auto)
   std::int64_t max_steps = 0;     // attempted steps per trajectory (accepted + rejected)
+  int error_dims = 0;             // error control on the first error_dims components (0: all);
+                                  // the seminorm of backsolve, the primal part of tangent solves
 };
 
 // Per-trajectory results; arrays are indexed by the trajectory's position in the batch.
@@ -302,16 +304,21 @@ class BlockIntegrator {
   }
 
  private:
+  ODEFAST_HD int error_dims(const StepControl& ctl) const {
+    return ctl.error_dims > 0 && ctl.error_dims < dim() ? ctl.error_dims : dim();
+  }
+
   // RMS norm of v / (atol + rtol * max(|a|, |b|)) for lane l (b may be null).
   ODEFAST_HD S scaled_rms(const S* v, const S* a, const S* b, int l, const StepControl& ctl) const {
     S sum = S(0);
-    for (int d = 0; d < dim(); ++d) {
+    const int n = error_dims(ctl);
+    for (int d = 0; d < n; ++d) {
       S m = std::fabs(a[d * L + l]);
       if (b) m = std::fmax(m, std::fabs(b[d * L + l]));
       const S r = v[d * L + l] / (S(ctl.atol) + S(ctl.rtol) * m);
       sum = std::fma(r, r, sum);
     }
-    return std::sqrt(sum / S(dim()));
+    return std::sqrt(sum / S(n));
   }
 
   // Error norms of all lanes (vectorised over lanes). b.ytmp holds err = h sum b_err_i k_i;
@@ -322,27 +329,31 @@ class BlockIntegrator {
     S e5[L], e3[L], poison[L];
     for (int l = 0; l < L; ++l) e5[l] = e3[l] = poison[l] = S(0);
     const S atol = S(ctl.atol), rtol = S(ctl.rtol);
+    const int n = error_dims(ctl);
     for (int d = 0; d < dim(); ++d) {
-      ODEFAST_LANES
-      for (int l = 0; l < L; ++l) {
-        const int q = d * L + l;
-        const S sc = atol + rtol * math::max(math::abs(b.y[q]), math::abs(b.ynew[q]));
-        const S a = b.ytmp[q] / sc;
-        e5[l] = std::fma(a, a, e5[l]);
-        poison[l] += b.ynew[q] * S(0);  // NaN iff some component is inf or NaN
-        if constexpr (M::has_err3) {
-          const S c = b.yout[q] / sc;
-          e3[l] = std::fma(c, c, e3[l]);
+      if (d < n) {
+        ODEFAST_LANES
+        for (int l = 0; l < L; ++l) {
+          const int q = d * L + l;
+          const S sc = atol + rtol * math::max(math::abs(b.y[q]), math::abs(b.ynew[q]));
+          const S a = b.ytmp[q] / sc;
+          e5[l] = std::fma(a, a, e5[l]);
+          if constexpr (M::has_err3) {
+            const S c = b.yout[q] / sc;
+            e3[l] = std::fma(c, c, e3[l]);
+          }
         }
       }
+      ODEFAST_LANES
+      for (int l = 0; l < L; ++l) poison[l] += b.ynew[d * L + l] * S(0);  // NaN iff some component is inf or NaN
     }
     ODEFAST_LANES
     for (int l = 0; l < L; ++l) {
       S e;
       if constexpr (M::has_err3) {
-        e = (e5[l] == S(0) && e3[l] == S(0)) ? S(0) : e5[l] / std::sqrt(S(dim()) * (e5[l] + S(0.01) * e3[l]));
+        e = (e5[l] == S(0) && e3[l] == S(0)) ? S(0) : e5[l] / std::sqrt(S(n) * (e5[l] + S(0.01) * e3[l]));
       } else {
-        e = std::sqrt(e5[l] / S(dim()));
+        e = std::sqrt(e5[l] / S(n));
       }
       const bool finite = (e - e) == S(0) && poison[l] == S(0);
       err[l] = finite ? e : std::numeric_limits<S>::infinity();

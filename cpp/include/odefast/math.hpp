@@ -64,6 +64,10 @@ ODEFAST_HD ODEFAST_INLINE float exp_reduced(float r) {
   return 1.0f + std::fma(q, r * r, r);
 }
 
+// fma and sqrt under the names the dynamics use, so that dual.hpp can overload them.
+template <class S> ODEFAST_HD ODEFAST_INLINE S fma(S a, S b, S c) { return std::fma(a, b, c); }
+template <class S> ODEFAST_HD ODEFAST_INLINE S sqrt(S a) { return std::sqrt(a); }
+
 // max/min as plain selects (std::fmax's NaN rules stop GCC from vectorising); callers never
 // pass NaN where the difference matters.
 template <class S> ODEFAST_HD ODEFAST_INLINE S max(S a, S b) { return a > b ? a : b; }

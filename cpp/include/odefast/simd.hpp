@@ -4,6 +4,8 @@
 // for bit. Without AVX-512 (or in CUDA code) the callers fall back to plain loops.
 #pragma once
 
+#include <type_traits>
+
 #include "math.hpp"
 
 #if defined(__AVX512F__) && !defined(__CUDACC__)
@@ -16,7 +18,13 @@
 namespace odefast::simd {
 
 #if ODEFAST_HAVE_AVX512
-template <class S> struct Pack;
+// Real scalars have a register form; others (dual numbers) only get the register width that
+// lane-block sizes are computed from, and take the plain-loop kernels.
+template <class S> inline constexpr bool has_pack = std::is_same_v<S, float> || std::is_same_v<S, double>;
+template <class S> struct Pack {
+  using reg = S;
+  static constexpr int width = 64 / int(sizeof(S));
+};
 template <> struct Pack<float> {
   using reg = __m512;
   static constexpr int width = 16;

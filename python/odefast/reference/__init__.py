@@ -13,9 +13,10 @@ from .._grad import (Gradient, assemble, check_adjoint, check_cotangent, check_l
 from .._problem import Solution, check_on_failure, finish, prepare
 from ._adjoint import backsolve, discrete_adjoint
 from ._rk import StepRecord, integrate
+from ._second_order import hessian, hvp
 from ._vector_fields import vector_field, vector_field_vjp
 
-__all__ = ["solve", "vjp", "value_and_grad"]
+__all__ = ["solve", "vjp", "value_and_grad", "hvp", "hessian"]
 
 
 def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=None,

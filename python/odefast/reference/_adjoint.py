@@ -83,7 +83,9 @@ def backsolve(tab: Tableau, fun, vjp, p, t, ys, cot, rtol, atol, dt, max_steps, 
         gy, gp, _ = vjp(tt, z, p, a)
         return np.concatenate([fun(tt, z), -gy, -gp], axis=1)
 
-    Z = np.concatenate([ys[-1], cot[-1], np.zeros((B, P), dtype)], axis=1)
+    # with a single output time, y(t[-1]) is y0 itself and cot[0] is added by the caller
+    a_end = cot[-1] if N > 1 else np.zeros_like(cot[-1])
+    Z = np.concatenate([ys[-1], a_end, np.zeros((B, P), dtype)], axis=1)
     status = np.zeros(B, np.int32)
     nfev = np.zeros(B, np.int64)
     for i in range(N - 1, 0, -1):

@@ -310,9 +310,11 @@ def test_dynamics_base_class():
 
 def test_reprs():
     assert repr(of.Lorenz()) == "Lorenz(sigma=10, rho=28, beta=2.66667)"
-    assert repr(of.Linear(np.eye(3))) == "Linear(D=3, dtype=float64)"
+    assert repr(of.Linear(np.eye(3))) == \
+        "Linear(D=3, A=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], b=[0, 0, 0], dtype=float64)"
+    assert repr(of.Linear(np.eye(5))) == "Linear(D=5, dtype=float64)"
     assert repr(of.NBody([1.0, 1.0, 1.0], dim=2, G=1.0, softening=0.0)) == \
-        "NBody(n=3, dim=2, G=1, softening=0)"
+        "NBody(n=3, masses=[1, 1, 1], dim=2, G=1, softening=0)"
     assert repr(of.MLP([2, 4, 2], seed=0)) == \
         "MLP(layers=[2, 4, 2], activation='tanh', params=22, dtype=float64)"
     assert repr(of.MLP([2, 4, 2], activation="relu", time_dependent=True, dtype="float32")) == \

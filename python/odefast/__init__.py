@@ -46,4 +46,5 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """Threads CPU solves use now (see :func:`set_num_threads`)."""
     return _core.get_num_threads()

@@ -1,5 +1,12 @@
-"""Command line: ``python -m odefast demo`` (the solver against the NumPy reference) and
-``python -m odefast figure8`` (Hessian of the figure-eight orbit's non-closure)."""
+"""odefast's command line.
+
+    python -m odefast train     train a neural ODE on the spiral of the neural-ODE paper (the main
+                                job; PNGs with matplotlib, --resume continues)
+    python -m odefast figure8   the Hessian of the figure-eight three-body orbit's non-closure
+    python -m odefast bench     the standard workloads, small, odefast against the NumPy reference
+    python -m odefast demo      a Lorenz ensemble and an MLP neural ODE against the NumPy reference
+
+``python -m odefast COMMAND --help`` lists each command's options."""
 from __future__ import annotations
 
 import argparse
@@ -187,8 +194,12 @@ def figure8(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m odefast", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import _bench, _train
+
+    parser = argparse.ArgumentParser(prog="python -m odefast", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train.add_parser(sub)
     p = sub.add_parser("demo", help="solve a Lorenz ensemble and an MLP neural ODE; time them "
                                     "against the NumPy reference")
     p.add_argument("--batch", type=int, default=10000, help="Lorenz ensemble size (default 10000)")
@@ -212,6 +223,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="fast settings: rtol = atol = 1e-8, one soft direction, one step")
     p.set_defaults(func=figure8)
+    _bench.add_parser(sub)
     args = parser.parse_args(argv)
     if getattr(args, "quick", False):
         args.rtol = args.atol = 1e-8

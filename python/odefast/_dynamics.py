@@ -16,7 +16,11 @@ ACTIVATIONS = ("tanh", "relu", "softplus", "sigmoid", "identity")
 
 
 class Dynamics:
-    """Base class of every vector field. ``params`` is a flat 1-D float array."""
+    """Base class of every vector field dy/dt = f(t, y; params).
+
+    ``params`` is a flat 1-D float32 or float64 array of shape (P,); a solve runs in the dtype of
+    its y0 and converts the parameters to it. Subclasses: MLP, Linear, Lorenz, NBody,
+    PythonDynamics."""
 
     kind: str = ""
 
@@ -32,12 +36,15 @@ class Dynamics:
     def params(self, value) -> None:
         value = as_float_array(value, "params")
         if value.shape != self._params.shape:
-            raise ValueError(f"params: expected shape {self._params.shape}, got {value.shape}")
+            raise ValueError(f"params: expected shape {self._params.shape}, got {value.shape} "
+                             "(the parameter count is fixed by the dynamics; build a new one to "
+                             "change it)")
         check_finite(value, "params")
         self._params = value
 
     @property
     def n_params(self) -> int:
+        """P, the number of parameters."""
         return int(self._params.shape[0])
 
     def state_dim(self) -> Optional[int]:
@@ -48,11 +55,15 @@ class Dynamics:
         """Static configuration for the C++ core (everything but the parameters)."""
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(params={self.n_params}, dtype={self._params.dtype})"
+
 
 class Lorenz(Dynamics):
     """Lorenz system: dx = sigma (y - x), dy = x (rho - z) - y, dz = x y - beta z.
 
-    ``params`` = (sigma, rho, beta); pass ``params`` of shape (B, 3) to ``solve`` for an ensemble.
+    State (x, y, z): D = 3. ``params`` = (sigma, rho, beta), float64 of shape (3,); pass
+    ``params`` of shape (B, 3) to ``solve`` for an ensemble with per-trajectory parameters.
     """
 
     kind = "lorenz"
@@ -74,7 +85,10 @@ class Lorenz(Dynamics):
 
 
 class Linear(Dynamics):
-    """Linear system f = A y + b. ``params`` = A (row-major, D*D values), then b (D values)."""
+    """Linear system f(t, y) = A y + b, y of shape (D,) per trajectory.
+
+    A: (D, D), b: (D,) or None (zeros); float32 or float64 (integers become float64).
+    ``params`` = A (row-major, D*D values), then b (D values): shape (D*D + D,)."""
 
     kind = "linear"
 
@@ -95,10 +109,12 @@ class Linear(Dynamics):
 
     @property
     def A(self) -> np.ndarray:
+        """The (D, D) matrix (a view into params)."""
         return self.params[: self.dim * self.dim].reshape(self.dim, self.dim)
 
     @property
     def b(self) -> np.ndarray:
+        """The (D,) offset (a view into params)."""
         return self.params[self.dim * self.dim:]
 
     def state_dim(self) -> int:
@@ -108,6 +124,9 @@ class Linear(Dynamics):
         return {"kind": "linear", "dim": self.dim}
 
     def __repr__(self) -> str:
+        if self.dim <= 4:
+            return (f"Linear(D={self.dim}, A={_short(self.A)}, b={_short(self.b)}, "
+                    f"dtype={self.params.dtype})")
         return f"Linear(D={self.dim}, dtype={self.params.dtype})"
 
 
@@ -161,7 +180,9 @@ class NBody(Dynamics):
         return kinetic + potential
 
     def __repr__(self) -> str:
-        return f"NBody(n={self.n_bodies}, dim={self.dim}, G={self.G:g}, softening={self.softening:g})"
+        masses = f", masses={_short(self.params)}" if self.n_bodies <= 8 else ""
+        return (f"NBody(n={self.n_bodies}{masses}, dim={self.dim}, G={self.G:g}, "
+                f"softening={self.softening:g})")
 
 
 class MLP(Dynamics):
@@ -171,6 +192,11 @@ class MLP(Dynamics):
     With ``time_dependent=True`` t is one extra input after the state (W_1 has D + 1 columns,
     its last column multiplies t). ``params`` = W_1 (row-major, (out, in)), b_1, W_2, b_2, ...
     Initialisation: W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from ``numpy.random.default_rng(seed)``.
+
+    activation: 'tanh', 'relu', 'softplus', 'sigmoid' or 'identity', applied after every hidden
+    layer (the output layer is linear). dtype: 'float64' or 'float32', the dtype of ``params``
+    (shape (P,)); a solve runs in y0's dtype. ``MLP.from_weights`` builds one from existing
+    weights, ``save`` / ``load`` write and read ``.npz`` files.
     """
 
     kind = "mlp"
@@ -194,7 +220,9 @@ class MLP(Dynamics):
     def from_weights(cls, weights, biases, activation: str = "tanh", time_dependent: bool = False) -> "MLP":
         """Build an MLP from weight matrices ``weights[i]`` of shape (out, in) and biases (out,)."""
         if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
-            raise TypeError("weights, biases: expected lists of arrays")
+            raise TypeError(f"weights, biases: expected lists of arrays (weights[i] of shape "
+                            f"(out, in), biases[i] of shape (out,)), got {type(weights).__name__} "
+                            f"and {type(biases).__name__}")
         if len(weights) != len(biases) or len(weights) == 0:
             raise ValueError(f"weights, biases: expected equally many (>= 1), got {len(weights)} and {len(biases)}")
         _check_activation(activation)
@@ -234,6 +262,7 @@ class MLP(Dynamics):
 
     @property
     def biases(self) -> list:
+        """Bias vectors (views into params), each (out,)."""
         return [b for _, b in self._split(self.params)]
 
     def _split(self, p):
@@ -255,16 +284,36 @@ class MLP(Dynamics):
                 "layers": [self._in_sizes[0]] + self.layers[1:],
                 "activation": self.activation, "time_input": self.time_dependent}
 
-    def save(self, path) -> None:
-        """Save to ``.npz`` (weights, biases, activation, time flag)."""
+    def save(self, path, **extra) -> None:
+        """Save to a ``.npz`` file: the weights ``W0, W1, ...`` ((out, in) each), the biases
+        ``b0, b1, ...``, the activation and the time flag; ``MLP.load(path)`` reads it back.
+
+        ``extra``: more arrays to store in the same file (e.g. an optimizer's state, as
+        ``python -m odefast train`` does); ``MLP.load`` ignores them, ``numpy.load`` reads them.
+        NumPy appends ``.npz`` to a path without it."""
         arrays = {f"W{i}": W for i, W in enumerate(self.weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(self.biases)})
-        np.savez(path, activation=self.activation, time_dependent=self.time_dependent,
-                 n_layers=len(self.weights), **arrays)
+        arrays.update(activation=self.activation, time_dependent=self.time_dependent,
+                      n_layers=len(self.weights))
+        clash = sorted(set(extra) & set(arrays))
+        if clash:
+            raise ValueError(f"extra: the names {clash} are used by the model itself; rename them")
+        np.savez(path, **arrays, **extra)
 
     @classmethod
     def load(cls, path) -> "MLP":
-        with np.load(path) as z:
+        """Read an MLP written by :meth:`save` (dtype as saved; other arrays in the file are
+        ignored)."""
+        try:
+            z = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"path: no saved model at {str(path)!r} "
+                                    "(write one with MLP.save(path))") from None
+        with z:
+            missing = [k for k in ("n_layers", "activation", "time_dependent") if k not in z.files]
+            if missing:
+                raise ValueError(f"path: {str(path)!r} is not a model written by MLP.save "
+                                 f"(missing {', '.join(missing)})")
             n = int(z["n_layers"])
             return cls.from_weights([z[f"W{i}"] for i in range(n)], [z[f"b{i}"] for i in range(n)],
                                     activation=str(z["activation"]),
@@ -281,7 +330,9 @@ class PythonDynamics(Dynamics):
 
     ``fn(t, y, params) -> dy`` with y, dy of shape (B, D), t of shape (B,) (rows may be at
     different times) and params of shape (P,) or (B, P). ``vjp(t, y, params, a)`` returns
-    (a·∂f/∂y, a·∂f/∂params, a·∂f/∂t) for gradients.
+    (a·∂f/∂y, a·∂f/∂params, a·∂f/∂t) for gradients, shaped (B, D), (B, P) and (B,).
+    params: None or a 1-D array (P,) (float64 unless given as float32). The arrays passed to
+    fn have the solve's dtype (y0's). Second derivatives (hvp, hessian) need a built-in dynamics.
     """
 
     kind = "python"
@@ -303,10 +354,18 @@ class PythonDynamics(Dynamics):
         return None
 
     def _spec(self) -> dict:
-        raise TypeError("PythonDynamics runs in the NumPy reference, not the compiled core")
+        raise TypeError("PythonDynamics runs in the NumPy reference, not the compiled core; "
+                        "call odefast.solve / vjp / value_and_grad, which route it there")
 
     def __repr__(self) -> str:
         return f"PythonDynamics(fn={getattr(self.fn, '__name__', self.fn)!r}, params={self.n_params})"
+
+
+def _short(a: np.ndarray) -> str:
+    """A small array as a nested list with %g numbers."""
+    if a.ndim == 0:
+        return f"{float(a):g}"
+    return "[" + ", ".join(_short(x) for x in a) + "]"
 
 
 def _flatten(weights, biases) -> np.ndarray:
@@ -327,7 +386,8 @@ def _check_layers(layers) -> list:
             raise ValueError(f"layers: widths must be positive integers, got {layers!r}")
     sizes = [int(w) for w in sizes]
     if sizes[0] != sizes[-1]:
-        raise ValueError(f"layers: the output width must equal the state dimension (first width), got {sizes}")
+        raise ValueError(f"layers: the output width must equal the state dimension (first width), "
+                         f"got {sizes}; e.g. [{sizes[0]}, 64, {sizes[0]}]")
     return sizes
 
 

@@ -14,8 +14,10 @@ from ._validate import as_float_array, check_finite, check_max_steps, check_posi
 STATUS_MESSAGES = {
     0: "success",
     1: "max_steps reached before t[-1] (raise max_steps or loosen rtol/atol)",
-    2: "step size underflow (the problem may be stiff or singular near this time)",
-    3: "non-finite state or derivative (inf/NaN; the solution may blow up)",
+    2: "step size underflow (the problem may be stiff or singular near this time; check the "
+       "dynamics and parameters there, or end t before it)",
+    3: "non-finite state or derivative (inf/NaN; the solution may blow up: check the dynamics "
+       "and parameters, or shorten t)",
 }
 DEFAULT_MAX_STEPS = 100_000
 
@@ -51,7 +53,8 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
             params=None) -> Problem:
     if not isinstance(f, Dynamics):
         raise TypeError(f"f: expected an odefast dynamics object (MLP, Linear, Lorenz, NBody, "
-                        f"PythonDynamics), got {type(f).__name__}")
+                        f"PythonDynamics), got {type(f).__name__}; wrap a NumPy function "
+                        "fn(t, y, params) as odefast.PythonDynamics(fn)")
     if not isinstance(method, str):
         raise TypeError(f"method: expected a string, got {type(method).__name__}")
     if method not in _tableaus.TABLEAUS:
@@ -61,7 +64,8 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
     atol = check_positive(atol, "atol")
     if dt is None:
         if not tab.adaptive:
-            raise ValueError(f"dt: the fixed-step method {method!r} needs a step size dt > 0")
+            raise ValueError(f"dt: the fixed-step method {method!r} needs a step size dt > 0 "
+                             "(e.g. dt=0.01), or use an adaptive method such as 'dopri5'")
         dt_value = 0.0
     else:
         dt_value = check_positive(dt, "dt")
@@ -80,7 +84,8 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
         raise ValueError(f"y0: expected at least one trajectory and one state component, got shape {y0.shape}")
     want_D = f.state_dim()
     if want_D is not None and D != want_D:
-        raise ValueError(f"y0: {type(f).__name__} has state dimension {want_D}, got y0 with D = {D}")
+        raise ValueError(f"y0: {type(f).__name__} has state dimension {want_D}, got y0 with D = {D}; "
+                         f"pass y0 of shape (B, {want_D}) or ({want_D},)")
     check_finite(y0, "y0")
     t = np.ascontiguousarray(check_times(t, dtype))
 
@@ -106,10 +111,14 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
 class Solution:
     """Result of a solve.
 
-    ys: (len(t), B, D) — or (len(t), D) for a 1-D y0 — the state at every output time
-        (NaN after a trajectory failed). t: the output times. status: (B,) int32, 0 = success,
-        1 = max_steps, 2 = step size underflow, 3 = non-finite state. stats: per-trajectory
-        int64 arrays 'nfev' (function evaluations), 'steps' (accepted), 'rejected'.
+    ys: (len(t), B, D) — or (len(t), D) for a 1-D y0 — the state at every output time, in
+        y0's dtype (float32 or float64); NaN after a trajectory failed.
+    t: (len(t),) the output times, same dtype.
+    status: (B,) int32, 0 = success, 1 = max_steps, 2 = step size underflow, 3 = non-finite
+        state (STATUS_MESSAGES says what to do).
+    stats: dict of (B,) int64 arrays: 'nfev' (function evaluations), 'steps' (accepted),
+        'rejected'.
+    method: the Runge-Kutta method used.
     """
 
     ys: np.ndarray
@@ -120,10 +129,12 @@ class Solution:
 
     @property
     def success(self) -> bool:
+        """True when every trajectory reached t[-1] (all status == 0)."""
         return bool(np.all(self.status == 0))
 
     @property
     def message(self) -> str:
+        """Which trajectories failed and why, in words ("all trajectories succeeded" if none)."""
         return failure_message(self.status)
 
     def __repr__(self) -> str:
@@ -145,7 +156,7 @@ def failure_message(status: np.ndarray) -> str:
     return f"{bad.size} of {status.shape[0]} trajectories failed: " + "; ".join(parts)
 
 
-def finish(problem: Problem, ys, nfev, steps, rejected, status, on_failure: str) -> Solution:
+def finish(problem: Problem, ys, nfev, steps, rejected, status, *, on_failure: str) -> Solution:
     if problem.squeeze:
         ys = ys[:, 0, :]
     sol = Solution(ys=ys, t=problem.t, status=status,

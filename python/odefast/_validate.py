@@ -16,7 +16,8 @@ def as_float_array(x, name: str, default=np.float64) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as e:  # ragged lists etc.
-        raise ValueError(f"{name}: could not be converted to an array ({e})") from None
+        raise ValueError(f"{name}: could not be converted to an array ({e}); pass a NumPy "
+                         "array or equal-length nested lists") from None
     if arr.dtype in FLOAT_DTYPES:
         return arr
     if arr.dtype.kind in "iu" or arr.dtype == np.float16:
@@ -68,5 +69,6 @@ def check_times(t, dtype) -> np.ndarray:
         if not (np.all(d > 0) or np.all(d < 0)):
             i = int(np.argmax((d <= 0) if d[0] > 0 else (d >= 0))) if d[0] != 0 else 0
             raise ValueError(f"t: must be strictly increasing or strictly decreasing (no repeats); "
-                             f"violated at t[{i}]={t[i]!r}, t[{i + 1}]={t[i + 1]!r}")
+                             f"violated at t[{i}]={t[i]!r}, t[{i + 1}]={t[i + 1]!r} (sort t and "
+                             "drop repeated times)")
     return t

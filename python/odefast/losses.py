@@ -12,15 +12,23 @@ __all__ = ["Loss", "MSE", "Closure", "Custom"]
 
 class Loss:
     """Interface: value(ys, y0) -> float; grad(ys, y0) -> (d_ys, d_y0);
-    hvp(ys, y0, v_ys, v_y0) -> (h_ys, h_y0)."""
+    hvp(ys, y0, v_ys, v_y0) -> (h_ys, h_y0).
+
+    ys: the solution, (len(t), B, D) or (len(t), D); y0: (B, D) or (D,); float32 or float64.
+    Every returned array has the shape and dtype of the argument it differentiates against."""
 
     def value(self, ys, y0) -> float:
+        """L(ys, y0), a Python float."""
         raise NotImplementedError
 
     def grad(self, ys, y0):
+        """(dL/dys shaped like ys, dL/dy0 shaped like y0) — the partial derivatives, y0's
+        influence through ys not included (the adjoint adds it)."""
         raise NotImplementedError
 
     def hvp(self, ys, y0, v_ys, v_y0):
+        """(h_ys, h_y0) = ∇²L [v_ys, v_y0]: the second derivative of L along (v_ys, v_y0),
+        shaped like (ys, y0)."""
         raise NotImplementedError
 
 
@@ -34,7 +42,8 @@ class MSE(Loss):
         if self.targets.dtype.kind not in "fiu":
             raise TypeError(f"targets: expected a real-valued array, got dtype {self.targets.dtype}")
         if not np.all(np.isfinite(self.targets)):
-            raise ValueError("targets: contains non-finite values")
+            raise ValueError("targets: contains non-finite values (inf or NaN); mask them with "
+                             "weights=0 and give finite placeholders")
         self.weights = None if weights is None else np.asarray(weights)
         if self.weights is not None:
             try:
@@ -111,7 +120,8 @@ class Custom(Loss):
 
     def hvp(self, ys, y0, v_ys, v_y0):
         if self._hvp is None:
-            raise ValueError("hvp: this Custom loss was built without an hvp callable")
+            raise ValueError("hvp: this Custom loss was built without an hvp callable; build it "
+                             "as Custom(value, grad, hvp) for second derivatives")
         h_ys, h_y0 = self._hvp(ys, y0, v_ys, v_y0)
         return _shaped(h_ys, ys, "hvp: h_ys"), _shaped(h_y0, y0, "hvp: h_y0")
 

@@ -42,15 +42,24 @@ template <class S> struct StepTape {
   std::size_t size() const { return t.size(); }
 };
 
-// Trajectories per backward task: a fixed partition, so sums over trajectories of the
+// Routes the accepted steps of a lane block to its trajectories' tapes.
+template <class S> struct TapeLog {
+  StepTape<S>* tapes;  // the tape of the block's first trajectory
+  template <class T> void push(int lane, T t, T h, const T* y, int stride) { tapes[lane].push(0, t, h, y, stride); }
+};
+
+// Trajectories per second-order task: a fixed partition, so sums over trajectories of the
 // parameter cotangent are made in the same order whatever the thread count.
 constexpr std::int64_t kAdjointChunk = 16;
 
 template <class S, class M, class Dyn> class CheckpointAdjoint {
  public:
   static constexpr int s = M::stages;
-  using Tan = Dual<S>;  // value and tangent along one direction (v_y0, v_params)
-  using DynTan = decltype(with_scalar<Tan>(std::declval<const Dyn&>()));
+  // Second order: dual numbers with W tangents, W = 1 for a few directions, else kWide (one
+  // register of S; the primal work is shared by the W directions, the tangents vectorise).
+  static constexpr int kWide = 64 / int(sizeof(S)), kWideFrom = 4;
+  template <int W> using Tan = Dual<S, W>;
+  template <int W> using DynTan = decltype(with_scalar<Tan<W>>(std::declval<const Dyn&>()));
 
   // Runs the forward solve with recording; `f` must outlive this object (with its storage).
   CheckpointAdjoint(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int n_times,
@@ -58,53 +67,50 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
                     const SolveOutput<S>& out)
       : f_(f), batch_(batch), n_times_(n_times), per_traj_(per_trajectory), D_(f.dim()),
         P_(f.n_params()), t_(t, t + n_times), params_(params, params + (per_trajectory ? batch * f.n_params() : f.n_params())),
-        tapes_(batch) {
+        y0_(y0, y0 + batch * f.dim()), tapes_(batch) {
     for (auto& tp : tapes_) tp.D = D_;
-    const std::int64_t n_chunks = (batch + kAdjointChunk - 1) / kAdjointChunk;
-    parallel_for(n_chunks, [&](std::int64_t c) {
-      std::vector<S> work(std::size_t(s + 4) * D_ + f.scratch_size(1));
-      for (std::int64_t b = c * kAdjointChunk; b < std::min(batch, (c + 1) * kAdjointChunk); ++b) {
-        Dyn g = f_;
-        g.scratch = work.data() + std::size_t(s + 4) * D_;
-        const S* p = params_row(b);
-        if (per_traj_) {
-          BlockIntegrator<S, M, Dyn, 1, true, StepTape<S>> integ(g, p, work.data(), &tapes_[b]);
-          integ.run(y0 + b * D_, t_.data(), n_times_, ctl, b, 1, out);
-        } else {
-          BlockIntegrator<S, M, Dyn, 1, false, StepTape<S>> integ(g, p, work.data(), &tapes_[b]);
-          integ.run(y0 + b * D_, t_.data(), n_times_, ctl, b, 1, out);
-        }
-      }
-    });
+    // the plain solve's lane blocks: every trajectory's steps are the same whatever its block
+    solve_batch<S, M>(f_, y0, batch, t_.data(), n_times_, params_.data(), per_traj_, ctl, out,
+                      [&](std::int64_t first) { return TapeLog<S>{tapes_.data() + first}; });
     status_.assign(out.status, out.status + batch);
   }
 
   // cot: (n_times, batch, D). Writes ybar0 (batch, D) — excluding cot[0] — and pbar: (P,)
-  // summed over trajectories, or (batch, P) for per-trajectory parameters.
+  // summed over trajectories, or (batch, P) for per-trajectory parameters. The sweep runs
+  // on lane blocks of kLanes trajectories (a fixed partition: the sums over blocks of the
+  // parameter cotangent are made in block order whatever the thread count).
   void backward(const S* cot, S* ybar0, S* pbar) const {
-    const std::int64_t n_chunks = (batch_ + kAdjointChunk - 1) / kAdjointChunk;
-    std::vector<S> chunk_pbar(per_traj_ ? 0 : std::size_t(n_chunks) * P_, S(0));
-    parallel_for(n_chunks, [&](std::int64_t c) {
-      Sweep<S, Dyn> w(f_, D_);
-      for (std::int64_t b = c * kAdjointChunk; b < std::min(batch_, (c + 1) * kAdjointChunk); ++b) {
-        S* pb = per_traj_ ? pbar + b * P_ : chunk_pbar.data() + c * P_;
-        if (per_traj_)
-          for (int j = 0; j < P_; ++j) pb[j] = S(0);
-        reverse_trajectory(b, tapes_[b].y.data(), params_row(b), cot + b * D_, batch_ * D_, ybar0 + b * D_, pb, w);
-      }
+    // full blocks of L lanes, then the remainder one trajectory at a time (no idle lanes)
+    constexpr int L = kLanes<S>;
+    const std::int64_t n_full = batch_ / L, n_tasks = n_full + (batch_ - n_full * L);
+    std::vector<S> task_pbar(per_traj_ ? 0 : std::size_t(n_tasks) * P_, S(0));
+    parallel_for(n_tasks, [&](std::int64_t task) {
+      S* pb = per_traj_ ? pbar : task_pbar.data() + task * P_;
+      auto run = [&](auto lanes, std::int64_t first) {
+        constexpr int NL = decltype(lanes)::value;
+        if (per_traj_) reverse_lanes<NL, true>(first, cot, ybar0, pb);
+        else reverse_lanes<NL, false>(first, cot, ybar0, pb);
+      };
+      if (task < n_full) run(std::integral_constant<int, L>{}, task * L);
+      else run(std::integral_constant<int, 1>{}, n_full * L + (task - n_full));
     });
-    if (!per_traj_) sum_chunks(chunk_pbar.data(), n_chunks, pbar);
+    if (!per_traj_) sum_chunks(task_pbar.data(), n_tasks, pbar);
   }
 
   // Tangents of the outputs along K directions: the derivative of the computed solution (the
   // recorded steps replayed on dual numbers). v_y0: (K, batch, D); v_p: (K, P) or
   // (K, batch, P); dys: (K, n_times, batch, D).
   void jvp(int K, const S* v_y0, const S* v_p, S* dys) const {
-    parallel_for(std::int64_t(K) * batch_, [&](std::int64_t task) {
-      const std::int64_t k = task / batch_, b = task % batch_;
-      Sweep<Tan, DynTan> w(with_scalar<Tan>(f_), D_);
-      const Tan* p = tangent_params(w, b, v_p + k * (per_traj_ ? batch_ : 1) * P_);
-      replay(b, p, v_y0 + (k * batch_ + b) * D_, w, dys + k * n_times_ * batch_ * D_ + b * D_);
+    with_width(K, [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      const std::int64_t n_groups = (K + W - 1) / W;
+      parallel_for(n_groups * batch_, [&](std::int64_t task) {
+        const Group<W> g(*this, int(task / batch_), K);
+        const std::int64_t b = task % batch_;
+        Sweep<Tan<W>, DynTan<W>, 1> w(with_scalar<Tan<W>>(f_), D_);
+        const Tan<W>* p = tangent_params(w, b, g, v_p);
+        replay(b, p, g, v_y0, w, dys);
+      });
     });
   }
 
@@ -114,61 +120,98 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   // dpbar (K, P) summed over trajectories, or (K, batch, P).
   void hvp(int K, const S* v_y0, const S* v_p, const S* cot, const S* dcot, S* dybar0, S* dpbar) const {
     const std::int64_t n_chunks = (batch_ + kAdjointChunk - 1) / kAdjointChunk;
-    std::vector<S> chunk_dp(per_traj_ ? 0 : std::size_t(K) * n_chunks * P_, S(0));
-    parallel_for(K * n_chunks, [&](std::int64_t task) {
-      const std::int64_t k = task / n_chunks, c = task % n_chunks;
-      Sweep<Tan, DynTan> w(with_scalar<Tan>(f_), D_);
-      std::vector<Tan> dual_cot(std::size_t(n_times_) * D_), ybar(D_), pbar(P_, Tan(0));
-      for (std::int64_t b = c * kAdjointChunk; b < std::min(batch_, (c + 1) * kAdjointChunk); ++b) {
-        const Tan* p = tangent_params(w, b, v_p + k * (per_traj_ ? batch_ : 1) * P_);
-        replay(b, p, v_y0 + (k * batch_ + b) * D_, w, nullptr);
-        for (int i = 0; i < n_times_; ++i)
-          for (int d = 0; d < D_; ++d) {
-            const std::int64_t q = (std::int64_t(i) * batch_ + b) * D_ + d;
-            dual_cot[i * D_ + d] = Tan(cot[q], dcot[k * n_times_ * batch_ * D_ + q]);
-          }
-        if (per_traj_) std::fill(pbar.begin(), pbar.end(), Tan(0));
-        reverse_trajectory(b, w.states.data(), p, dual_cot.data(), D_, ybar.data(), pbar.data(), w);
-        for (int d = 0; d < D_; ++d) dybar0[(k * batch_ + b) * D_ + d] = ybar[d].d;
-        if (per_traj_)
-          for (int j = 0; j < P_; ++j) dpbar[(k * batch_ + b) * P_ + j] = pbar[j].d;
-      }
-      if (!per_traj_)
-        for (int j = 0; j < P_; ++j) chunk_dp[(k * n_chunks + c) * P_ + j] = pbar[j].d;
+    std::vector<S> chunk_dp(per_traj_ ? 0 : std::size_t(K) * n_chunks * P_, S(0));  // [k][chunk][P]
+    with_width(K, [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      using T = Tan<W>;
+      const std::int64_t n_groups = (K + W - 1) / W;
+      parallel_for(n_groups * n_chunks, [&](std::int64_t task) {
+        const Group<W> g(*this, int(task / n_chunks), K);
+        const std::int64_t c = task % n_chunks;
+        Sweep<T, DynTan<W>, 1> w(with_scalar<T>(f_), D_);
+        std::vector<T> dual_cot(std::size_t(n_times_) * D_), pbar(P_, T(0));
+        for (std::int64_t b = c * kAdjointChunk; b < std::min(batch_, (c + 1) * kAdjointChunk); ++b) {
+          const T* p = tangent_params(w, b, g, v_p);
+          replay(b, p, g, v_y0, w, nullptr);
+          for (int i = 0; i < n_times_; ++i)
+            for (int d = 0; d < D_; ++d) {
+              const std::int64_t q = (std::int64_t(i) * batch_ + b) * D_ + d;
+              dual_cot[i * D_ + d] = g.seed(cot[q], dcot + q, g.stride_outputs);
+            }
+          if (per_traj_) std::fill(pbar.begin(), pbar.end(), T(0));
+          const T* states = w.states.data();
+          const T* cot_b = dual_cot.data();
+          reverse_block<T, DynTan<W>, 1, false>(b, &states, p, &cot_b, D_, pbar.data(), w);
+          for (int d = 0; d < D_; ++d) g.scatter(w.ybar[d], dybar0 + b * D_ + d, g.stride_states);
+          if (per_traj_)
+            for (int j = 0; j < P_; ++j) g.scatter(pbar[j], dpbar + b * P_ + j, g.stride_params);
+        }
+        if (!per_traj_)
+          for (int j = 0; j < P_; ++j) g.scatter(pbar[j], chunk_dp.data() + c * P_ + j, n_chunks * P_);
+      });
     });
     if (!per_traj_)
       for (int k = 0; k < K; ++k) sum_chunks(chunk_dp.data() + std::size_t(k) * n_chunks * P_, n_chunks, dpbar + std::size_t(k) * P_);
   }
 
  private:
-  // Buffers of one reverse sweep on scalar T (real, or dual for second order).
-  template <class T, class DynT> struct Sweep {
-    std::vector<T> buf, states, params;  // states: replayed y_n (tangent paths only)
-    T *K, *Y, *kbar, *ybar_new, *yb, *gy, *vjp_work, *dyn_scratch, gt[1];
+  // Buffers of one reverse sweep of L lanes on scalar T (real, or dual for second order),
+  // lane-interleaved: [stage][component][lane].
+  template <class T, class DynT, int L> struct Sweep {
+    std::vector<T> buf, states, params;  // states, params: the dual replay's (L = 1)
+    T *K, *Y, *kbar, *yn, *ybar, *ybar_new, *yb, *gy, *vjp_work, gt[L];
     DynT g;
     Sweep(const DynT& f, int D) : g(f) {
-      const std::size_t sd = std::size_t(s) * D;
-      buf.assign(3 * sd + 3 * std::size_t(D) + vjp_work_size(f, 1) + f.scratch_size(1), T(0));
+      const std::size_t sd = std::size_t(s) * D * L, dl = std::size_t(D) * L, nv = vjp_work_size(f, L);
+      buf.assign(3 * sd + 5 * dl + nv + f.scratch_size(L), T(0));
       K = buf.data();
       Y = K + sd;
       kbar = Y + sd;
-      ybar_new = kbar + sd;
-      yb = ybar_new + D;
-      gy = yb + D;
-      vjp_work = gy + D;
-      dyn_scratch = vjp_work + vjp_work_size(f, 1);
-      g.scratch = dyn_scratch;
+      yn = kbar + sd;
+      ybar = yn + dl;
+      ybar_new = ybar + dl;
+      yb = ybar_new + dl;
+      gy = yb + dl;
+      vjp_work = gy + dl;
+      g.scratch = vjp_work + nv;
     }
   };
 
   const S* params_row(std::int64_t b) const { return per_traj_ ? params_.data() + b * P_ : params_.data(); }
 
-  // Dual parameters (value, tangent) of trajectory b; vp: the direction's (P,) or (batch, P).
-  template <class W> const Tan* tangent_params(W& w, std::int64_t b, const S* vp) const {
+  template <class Fn> static void with_width(int K, Fn&& fn) {
+    if (K < kWideFrom) fn(std::integral_constant<int, 1>{});
+    else fn(std::integral_constant<int, kWide>{});
+  }
+
+  // A group of up to W directions k0 .. k0 + n - 1 (of K), carried by the tangents of one
+  // dual number; arrays of directions are (K, ...) with the given stride between k.
+  template <int W> struct Group {
+    std::int64_t k0;
+    int n;
+    std::int64_t stride_states, stride_params, stride_outputs;  // (K, B, D), v_p / dpbar, (K, N, B, D)
+    Group(const CheckpointAdjoint& a, int group, int K)
+        : k0(std::int64_t(group) * W), n(std::min<int>(W, K - group * W)), stride_states(a.batch_ * a.D_),
+          stride_params(a.per_traj_ ? a.batch_ * a.P_ : a.P_),
+          stride_outputs(std::int64_t(a.n_times_) * a.batch_ * a.D_) {}
+    // value with tangent i = dir[(k0 + i) * stride] (0 past the group's directions)
+    Tan<W> seed(S value, const S* dir, std::int64_t stride) const {
+      Tan<W> x(value);
+      for (int i = 0; i < n; ++i) x.d[i] = dir[(k0 + i) * stride];
+      return x;
+    }
+    void scatter(const Tan<W>& x, S* dir, std::int64_t stride) const {
+      for (int i = 0; i < n; ++i) dir[(k0 + i) * stride] = x.d[i];
+    }
+  };
+
+  // Dual parameters of trajectory b: values, and the group's directions of v_p.
+  template <class Sw, int W>
+  const Tan<W>* tangent_params(Sw& w, std::int64_t b, const Group<W>& g, const S* v_p) const {
     const S* p = params_row(b);
-    const S* dp = per_traj_ ? vp + b * P_ : vp;
+    const S* dp = per_traj_ ? v_p + b * P_ : v_p;
     w.params.resize(P_);
-    for (int j = 0; j < P_; ++j) w.params[j] = Tan(p[j], dp[j]);
+    for (int j = 0; j < P_; ++j) w.params[j] = g.seed(p[j], dp + j, g.stride_params);
     return w.params.data();
   }
 
@@ -194,39 +237,56 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     return out_step;
   }
 
-  // Replays trajectory b's recorded steps on dual numbers from y0 + ε dy0: w.states gets
-  // (y_n, its tangent) for every step; dys (if given; rows of stride batch * D) the output
-  // tangents. Values are the tape's, so the sweep differentiates the recorded computation.
-  template <class W> void replay(std::int64_t b, const Tan* p, const S* dy0, W& w, S* dys) const {
+  // Replays trajectory b's recorded steps on dual numbers from y0 + ε v_y0 (the group's
+  // directions): w.states gets (y_n, tangents) for every step; dys (if given, (K, n_times,
+  // batch, D)) the output tangents. Values are the tape's, so the sweep differentiates the
+  // recorded computation.
+  template <class Sw, int W>
+  void replay(std::int64_t b, const Tan<W>* p, const Group<W>& g, const S* v_y0, Sw& w, S* dys) const {
+    using T = Tan<W>;
     const StepTape<S>& tp = tapes_[b];
     const int D = D_, N = n_times_;
-    const std::int64_t n_steps = std::int64_t(tp.size()), stride = batch_ * D;
-    w.states.resize(std::size_t(n_steps) * D);
-    if (dys)
+    const std::int64_t n_steps = std::int64_t(tp.size());
+    const bool ok = status_[b] == kSuccess;
+    S* out_b = dys ? dys + b * D : nullptr;  // output i of direction k at out_b + k * stride_outputs + i * batch * D
+    const std::int64_t out_stride = batch_ * D;
+    if (out_b)
       for (int i = 0; i < N; ++i)
-        for (int d = 0; d < D; ++d) dys[i * stride + d] = status_[b] == kSuccess ? (i == 0 ? dy0[d] : S(0)) : S(0);
-    if (status_[b] != kSuccess || n_steps == 0) return;
+        for (int d = 0; d < D; ++d)
+          g.scatter(T(S(0)), out_b + i * out_stride + d, g.stride_outputs);
+    w.states.resize(std::size_t(n_steps) * D);
+    for (int d = 0; d < D; ++d) {
+      const T y0 = g.seed(n_steps ? tp.y[d] : S(0), v_y0 + b * D + d, g.stride_states);
+      if (n_steps) w.states[d] = y0;
+      if (out_b && ok) g.scatter(y0, out_b + d, g.stride_outputs);
+    }
+    if (!ok || n_steps == 0) return;
     const std::vector<std::int64_t> out_step = output_steps(b);
-    for (int d = 0; d < D; ++d) w.states[d] = Tan(tp.y[d], dy0[d]);
     int next_out = 1;
     for (std::int64_t n = 0; n < n_steps; ++n) {
       const S tn = tp.t[n], h = tp.h[n];
-      const Tan* yn = &w.states[n * D];
+      const T* yn = &w.states[n * D];
       const S t_new = n + 1 < n_steps ? tp.t[n + 1] : t_[N - 1];
-      recompute_stages(w, p, tn, h, yn);
-      for (; dys && next_out < N && out_step[next_out] == n; ++next_out) {
+      for (int d = 0; d < D; ++d) w.yn[d] = yn[d];
+      recompute_stages<T, DynTan<W>, 1, false>(w, p, &tn, &h);
+      for (; out_b && next_out < N && out_step[next_out] == n; ++next_out) {
         const S theta = t_[next_out] == t_new ? S(1) : (t_[next_out] - tn) / h;
-        for (int d = 0; d < D; ++d) dys[next_out * stride + d] = step_combination(w, h, yn, d, theta).d;
+        for (int d = 0; d < D; ++d)
+          g.scatter(step_combination(w, h, yn, d, theta), out_b + next_out * out_stride + d, g.stride_outputs);
       }
       if (n + 1 < n_steps)
-        for (int d = 0; d < D; ++d) w.states[(n + 1) * D + d] = Tan(tp.y[(n + 1) * D + d], step_combination(w, h, yn, d, S(1)).d);
+        for (int d = 0; d < D; ++d) {
+          T y_next = step_combination(w, h, yn, d, S(1));
+          y_next.v = tp.y[(n + 1) * D + d];
+          w.states[(n + 1) * D + d] = y_next;
+        }
     }
   }
 
   // y_n + h sum_i w_i k_i for component d: the step's end (theta = 1, weights b) or its dense
   // output at theta (weights B_i(theta)).
-  template <class W> Tan step_combination(const W& w, S h, const Tan* yn, int d, S theta) const {
-    Tan acc(0);
+  template <class Sw, class T> T step_combination(const Sw& w, S h, const T* yn, int d, S theta) const {
+    T acc(0);
     static_for<s>([&](auto i) {
       S wi;
       if (theta == S(1) || M::dense_degree == 0) {
@@ -235,89 +295,150 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
         wi = S(0);
         for (int j = M::dense_degree - 1; j >= 0; --j) wi = (wi + S(M::dense[i][j])) * theta;
       }
-      acc += Tan(wi) * w.K[i * D_ + d];
+      acc += T(wi) * w.K[i * D_ + d];
     });
-    return yn[d] + Tan(h) * acc;
+    return yn[d] + T(h) * acc;
   }
 
-  // The reverse sweep of trajectory b over its recorded steps, on scalar T (S: the gradient;
-  // Dual<S>: its tangent, i.e. Hessian-vector products). states: y_n of every step; cot:
-  // output i's cotangent at cot + i * cot_stride. Writes ybar (D) and adds to pbar (P).
-  template <class T, class DynT>
-  void reverse_trajectory(std::int64_t b, const T* states, const T* p, const T* cot, std::int64_t cot_stride,
-                          T* ybar, T* pbar, Sweep<T, DynT>& w) const {
-    const StepTape<S>& tp = tapes_[b];
+  // The real sweep of the block of trajectories first .. first + L - 1: ybar0 rows, and the
+  // parameter cotangent per trajectory (pbar rows) or summed over the block ([P]).
+  template <int L, bool PerLane> void reverse_lanes(std::int64_t first, const S* cot, S* ybar0, S* pbar) const {
+    Sweep<S, Dyn, L> w(f_, D_);
+    const S* states[L];
+    const S* cots[L];
+    for (int l = 0; l < L; ++l) {
+      const std::int64_t b = std::min(first + l, batch_ - 1);
+      states[l] = tapes_[b].y.data();
+      cots[l] = cot + b * D_;
+    }
+    std::vector<S> lane_params, lane_pbar;
+    const S* p = params_.data();
+    S* pb = pbar;
+    if constexpr (PerLane) {
+      lane_params.resize(std::size_t(P_) * L);
+      lane_pbar.assign(std::size_t(P_) * L, S(0));
+      for (int l = 0; l < L; ++l)
+        for (int j = 0; j < P_; ++j) lane_params[j * L + l] = params_row(std::min(first + l, batch_ - 1))[j];
+      p = lane_params.data();
+      pb = lane_pbar.data();
+    } else {
+      for (int j = 0; j < P_; ++j) pb[j] = S(0);
+    }
+    reverse_block<S, Dyn, L, PerLane>(first, states, p, cots, batch_ * D_, pb, w);
+    for (int l = 0; l < L && first + l < batch_; ++l) {
+      for (int d = 0; d < D_; ++d) ybar0[(first + l) * D_ + d] = w.ybar[d * L + l];
+      if constexpr (PerLane)
+        for (int j = 0; j < P_; ++j) pbar[(first + l) * P_ + j] = lane_pbar[j * L + l];
+    }
+  }
+
+  // The reverse sweep of L lanes over their recorded steps, on scalar T (S: gradients; dual
+  // numbers: their tangents, i.e. Hessian-vector products). Lane l is trajectory first + l;
+  // the lanes run in lockstep from their last steps, and a lane without a step to take (past
+  // the batch, failed, or done) idles with h = 0, which changes nothing. states[l]: the lane's
+  // y_n; cot[l] + i * cot_stride: its output i's cotangent. Leaves ybar(t0) — without
+  // cot[0] — in w.ybar and adds the parameter cotangent to pbar ([P][L], or [P] summed).
+  template <class T, class DynT, int L, bool PerLane>
+  void reverse_block(std::int64_t first, const T* const* states, const T* p, const T* const* cot,
+                     std::int64_t cot_stride, T* pbar, Sweep<T, DynT, L>& w) const {
     const int D = D_, N = n_times_;
-    for (int d = 0; d < D; ++d) ybar[d] = T(0);
-    if (status_[b] != kSuccess) return;
-    const std::int64_t n_steps = std::int64_t(tp.size());
-    const std::vector<std::int64_t> out_step = output_steps(b);
-    int next_out = N - 1;  // outputs are visited from the last one backwards
-    for (std::int64_t n = n_steps - 1; n >= 0; --n) {
-      const S tn = tp.t[n], h = tp.h[n];
-      const T* yn = states + n * D;
-      const S t_new = n + 1 < n_steps ? tp.t[n + 1] : t_[N - 1];
-      recompute_stages(w, p, tn, h, yn);
-      for (int q = 0; q < s * D; ++q) w.kbar[q] = T(0);
-      for (int d = 0; d < D; ++d) w.ybar_new[d] = ybar[d];
-      for (int d = 0; d < D; ++d) w.yb[d] = T(0);  // direct cotangent of y_n from dense outputs
-      for (; next_out >= 1 && out_step[next_out] == n; --next_out) {
-        const T* c = cot + next_out * cot_stride;
-        if (t_[next_out] == t_new) {
-          for (int d = 0; d < D; ++d) w.ybar_new[d] += c[d];
-        } else if constexpr (M::dense_degree > 0) {
-          const S theta = (t_[next_out] - tn) / h;
-          static_for<s>([&](auto i) {
-            S Bi = S(0);
-            for (int j = M::dense_degree - 1; j >= 0; --j) Bi = (Bi + S(M::dense[i][j])) * theta;
-            const S hB = h * Bi;
-            for (int d = 0; d < D; ++d) w.kbar[i * D + d] += hB * c[d];
-          });
-          for (int d = 0; d < D; ++d) w.yb[d] += c[d];
+    const std::ptrdiff_t DL = std::ptrdiff_t(D) * L;
+    std::int64_t n_steps[L], rounds = 0;
+    int next_out[L];  // outputs are visited from the last one backwards
+    std::vector<std::int64_t> out_step[L];
+    for (int l = 0; l < L; ++l) {
+      const std::int64_t b = first + l;
+      const bool live = b < batch_ && status_[b] == kSuccess;
+      n_steps[l] = live ? std::int64_t(tapes_[b].size()) : 0;
+      if (live) out_step[l] = output_steps(b);
+      next_out[l] = N - 1;
+      rounds = std::max(rounds, n_steps[l]);
+    }
+    for (int q = 0; q < DL; ++q) w.ybar[q] = T(0);
+    for (std::int64_t r = 0; r < rounds; ++r) {
+      S tn[L], h[L];
+      std::int64_t n[L];
+      for (int l = 0; l < L; ++l) {
+        n[l] = n_steps[l] - 1 - r;
+        const std::int64_t b = std::min(first + l, batch_ - 1);
+        const StepTape<S>& tp = tapes_[b];
+        tn[l] = n[l] >= 0 ? tp.t[n[l]] : t_[0];
+        h[l] = n[l] >= 0 ? tp.h[n[l]] : S(0);
+        for (int d = 0; d < D; ++d) w.yn[d * L + l] = n[l] >= 0 ? states[l][n[l] * D + d] : T(y0_[b * D + d]);
+      }
+      recompute_stages<T, DynT, L, PerLane>(w, p, tn, h);
+      for (int q = 0; q < s * DL; ++q) w.kbar[q] = T(0);
+      for (int q = 0; q < DL; ++q) {
+        w.ybar_new[q] = w.ybar[q];
+        w.yb[q] = T(0);  // direct cotangent of y_n from dense outputs
+      }
+      for (int l = 0; l < L; ++l) {
+        if (n[l] < 0) continue;
+        const StepTape<S>& tp = tapes_[first + l];
+        const S t_new = n[l] + 1 < n_steps[l] ? tp.t[n[l] + 1] : t_[N - 1];
+        for (; next_out[l] >= 1 && out_step[l][next_out[l]] == n[l]; --next_out[l]) {
+          const T* c = cot[l] + next_out[l] * cot_stride;
+          if (t_[next_out[l]] == t_new) {
+            for (int d = 0; d < D; ++d) w.ybar_new[d * L + l] += c[d];
+          } else if constexpr (M::dense_degree > 0) {
+            const S theta = (t_[next_out[l]] - tn[l]) / h[l];
+            static_for<s>([&](auto i) {
+              S Bi = S(0);
+              for (int j = M::dense_degree - 1; j >= 0; --j) Bi = (Bi + S(M::dense[i][j])) * theta;
+              const S hB = h[l] * Bi;
+              for (int d = 0; d < D; ++d) w.kbar[i * DL + d * L + l] += hB * c[d];
+            });
+            for (int d = 0; d < D; ++d) w.yb[d * L + l] += c[d];
+          }
         }
       }
       static_for<s>([&](auto i) {
         constexpr double bi = M::b[i];
-        const S hb = h * S(bi);
         if constexpr (bi != 0.0)
-          for (int d = 0; d < D; ++d) w.kbar[i * D + d] += hb * w.ybar_new[d];
+          for (int d = 0; d < D; ++d)
+            for (int l = 0; l < L; ++l) w.kbar[i * DL + d * L + l] += (h[l] * S(bi)) * w.ybar_new[d * L + l];
       });
-      for (int d = 0; d < D; ++d) w.yb[d] += w.ybar_new[d];
+      for (int q = 0; q < DL; ++q) w.yb[q] += w.ybar_new[q];
       static_for<s>([&](auto ri) {
         constexpr int i = s - 1 - int(ri);
-        const T ti = T(tn + S(M::c[i]) * h);
-        vjp<1, false>(w.g, &ti, w.Y + i * D, p, w.kbar + i * D, w.gy, pbar, w.gt, w.vjp_work);
-        for (int d = 0; d < D; ++d) w.yb[d] += w.gy[d];
+        T ti[L];
+        for (int l = 0; l < L; ++l) ti[l] = T(tn[l] + S(M::c[i]) * h[l]);
+        vjp<L, PerLane>(w.g, ti, w.Y + i * DL, p, w.kbar + i * DL, w.gy, pbar, w.gt, w.vjp_work);
+        for (int q = 0; q < DL; ++q) w.yb[q] += w.gy[q];
         static_for<i>([&](auto j) {
           constexpr double a = M::a[i][j];
-          const S ha = h * S(a);
           if constexpr (a != 0.0)
-            for (int d = 0; d < D; ++d) w.kbar[j * D + d] += ha * w.gy[d];
+            for (int d = 0; d < D; ++d)
+              for (int l = 0; l < L; ++l) w.kbar[j * DL + d * L + l] += (h[l] * S(a)) * w.gy[d * L + l];
         });
       });
-      for (int d = 0; d < D; ++d) ybar[d] = w.yb[d];
+      for (int q = 0; q < DL; ++q) w.ybar[q] = w.yb[q];
     }
   }
 
-  // Stage states and slopes of one step, with the forward pass's arithmetic.
-  template <class T, class DynT>
-  void recompute_stages(Sweep<T, DynT>& w, const T* p, S tn, S h, const T* yn) const {
+  // Stage states and slopes of one step of every lane from w.yn, with the forward pass's
+  // arithmetic.
+  template <class T, class DynT, int L, bool PerLane>
+  void recompute_stages(Sweep<T, DynT, L>& w, const T* p, const S* tn, const S* h) const {
     const int D = D_;
-    for (int d = 0; d < D; ++d) w.Y[d] = yn[d];
-    const T t0 = T(tn);
-    w.g.template eval<1, false>(&t0, w.Y, w.K, p);
+    const std::ptrdiff_t DL = std::ptrdiff_t(D) * L;
+    for (int q = 0; q < DL; ++q) w.Y[q] = w.yn[q];
+    T ts[L];
+    for (int l = 0; l < L; ++l) ts[l] = T(tn[l]);
+    w.g.template eval<L, PerLane>(ts, w.Y, w.K, p);
     static_for<s - 1>([&](auto im1) {
       constexpr int i = im1 + 1;
-      for (int d = 0; d < D; ++d) {
-        T acc = T(0);
-        static_for<i>([&](auto j) {
-          constexpr double a = M::a[i][j];
-          if constexpr (a != 0.0) acc = math::fma(T(S(a)), w.K[j * D + d], acc);
-        });
-        w.Y[i * D + d] = math::fma(T(h), acc, yn[d]);
-      }
-      const T ti = T(tn + S(M::c[i]) * h);
-      w.g.template eval<1, false>(&ti, w.Y + i * D, w.K + i * D, p);
+      for (int d = 0; d < D; ++d)
+        for (int l = 0; l < L; ++l) {
+          T acc = T(0);
+          static_for<i>([&](auto j) {
+            constexpr double a = M::a[i][j];
+            if constexpr (a != 0.0) acc = math::fma(T(S(a)), w.K[j * DL + d * L + l], acc);
+          });
+          w.Y[i * DL + d * L + l] = math::fma(T(h[l]), acc, w.yn[d * L + l]);
+        }
+      for (int l = 0; l < L; ++l) ts[l] = T(tn[l] + S(M::c[i]) * h[l]);
+      w.g.template eval<L, PerLane>(ts, w.Y + i * DL, w.K + i * DL, p);
     });
   }
 
@@ -326,7 +447,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   int n_times_;
   bool per_traj_;
   int D_, P_;
-  std::vector<S> t_, params_;
+  std::vector<S> t_, params_, y0_;
   std::vector<StepTape<S>> tapes_;
   std::vector<std::int32_t> status_;
 };

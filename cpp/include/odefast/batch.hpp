@@ -23,9 +23,12 @@ struct BlockRegisters<Dyn, std::void_t<decltype(Dyn::kBlockRegisters)>>
     : std::integral_constant<int, Dyn::kBlockRegisters> {};
 template <class S, class Dyn> constexpr int kBlockLanes = BlockRegisters<Dyn>::value * kLanes<S>;
 
-template <class S, class M, int L, bool PerLane, class Dyn>
+// Integrates trajectories first .. first + n_valid - 1 as one block of L lanes; `log` (if any)
+// receives the accepted steps of every lane.
+template <class S, class M, int L, bool PerLane, class Dyn, class StepLog = NoStepLog>
 void run_block(const Dyn& proto, const S* y0, const S* t, int n_times, const S* params, int P,
-               const StepControl& ctl, std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+               const StepControl& ctl, std::int64_t first, int n_valid, const SolveOutput<S>& out,
+               StepLog* log = nullptr) {
   const int D = proto.dim();
   const std::size_t n_integ = std::size_t(M::stages + 4) * D * L, n_scratch = proto.scratch_size(L);
   // one buffer per thread, reused by all its blocks (no allocation per block)
@@ -45,15 +48,19 @@ void run_block(const Dyn& proto, const S* y0, const S* t, int n_times, const S* 
   }
   Dyn f = proto;
   f.scratch = scratch;
-  BlockIntegrator<S, M, Dyn, L, PerLane> integ_block(f, PerLane ? lane_params : params, integ);
+  BlockIntegrator<S, M, Dyn, L, PerLane, StepLog> integ_block(f, PerLane ? lane_params : params, integ, log);
   integ_block.run(y_block, t, n_times, ctl, first, n_valid, out);
 }
 
-// params: (P,) shared or (batch, P) per trajectory.
-template <class S, class M, class Dyn>
+// No step logs: a plain solve.
+struct NoLogs {};
+
+// params: (P,) shared or (batch, P) per trajectory. logs(first): the StepLog of the block that
+// starts at trajectory `first` (for the discrete adjoint's record), or NoLogs.
+template <class S, class M, class Dyn, class Logs = NoLogs>
 void solve_batch(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int n_times,
                  const S* params, bool per_trajectory, const StepControl& ctl,
-                 const SolveOutput<S>& out) {
+                 const SolveOutput<S>& out, const Logs& logs = {}) {
   constexpr int L2 = kBlockLanes<S, Dyn>, L1 = kLanes<S>;
   const int P = f.n_params();
   // a lone trajectory (batch 1) takes the L = 1 path
@@ -63,10 +70,18 @@ void solve_batch(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int 
   const std::int64_t n_tasks = n_big + n_small + (batch - first_lone);
   auto block = [&](auto lanes, std::int64_t first) {
     constexpr int L = decltype(lanes)::value;
-    if (per_trajectory)
-      run_block<S, M, L, true>(f, y0, t, n_times, params, P, ctl, first, L, out);
-    else
-      run_block<S, M, L, false>(f, y0, t, n_times, params, P, ctl, first, L, out);
+    auto run = [&](auto* log) {
+      if (per_trajectory)
+        run_block<S, M, L, true>(f, y0, t, n_times, params, P, ctl, first, L, out, log);
+      else
+        run_block<S, M, L, false>(f, y0, t, n_times, params, P, ctl, first, L, out, log);
+    };
+    if constexpr (std::is_same_v<Logs, NoLogs>) {
+      run(static_cast<NoStepLog*>(nullptr));
+    } else {
+      auto log = logs(first);
+      run(&log);
+    }
   };
   parallel_for(n_tasks, [&](std::int64_t task) {
     if (task < n_big) block(std::integral_constant<int, L2>{}, task * L2);

@@ -10,6 +10,7 @@
 // computation, as the derivative of the computed function does.
 #pragma once
 #include <cmath>
+#include <cstddef>
 #include <type_traits>
 
 #include "config.hpp"
@@ -17,28 +18,58 @@
 
 namespace odefast {
 
-template <class R> struct Dual {
+// N tangents share one value: N directional derivatives for the price of one primal
+// computation, the tangent loops vectorising over the directions.
+template <class R, int N = 1> struct Dual {
   using real = R;
-  R v = R(0), d = R(0);
+  static constexpr int directions = N;
+  alignas(sizeof(R) * N) R d[N] = {};  // tangents first, aligned: whole-register loads
+  R v = R(0);
   constexpr Dual() = default;
   template <class U, std::enable_if_t<std::is_arithmetic_v<U>, int> = 0>
   ODEFAST_HD constexpr Dual(U value) : v(R(value)) {}
-  ODEFAST_HD constexpr Dual(R value, R tangent) : v(value), d(tangent) {}
+  // value with tangents d[i] = tangent[i * stride]
+  ODEFAST_HD Dual(R value, const R* tangent, std::ptrdiff_t stride = 1) : v(value) {
+    for (int i = 0; i < N; ++i) d[i] = tangent[i * stride];
+  }
 
-  ODEFAST_HD Dual& operator+=(const Dual& o) { v += o.v; d += o.d; return *this; }
-  ODEFAST_HD Dual& operator-=(const Dual& o) { v -= o.v; d -= o.d; return *this; }
+#define ODEFAST_DUAL_LOOP for (int i = 0; i < N; ++i)
+  ODEFAST_HD Dual& operator+=(const Dual& o) {
+    v += o.v;
+    ODEFAST_DUAL_LOOP d[i] += o.d[i];
+    return *this;
+  }
+  ODEFAST_HD Dual& operator-=(const Dual& o) {
+    v -= o.v;
+    ODEFAST_DUAL_LOOP d[i] -= o.d[i];
+    return *this;
+  }
   ODEFAST_HD Dual& operator*=(const Dual& o) { return *this = *this * o; }
   ODEFAST_HD Dual& operator/=(const Dual& o) { return *this = *this / o; }
 
-  ODEFAST_HD friend Dual operator-(const Dual& a) { return {-a.v, -a.d}; }
-  ODEFAST_HD friend Dual operator+(const Dual& a, const Dual& b) { return {a.v + b.v, a.d + b.d}; }
-  ODEFAST_HD friend Dual operator-(const Dual& a, const Dual& b) { return {a.v - b.v, a.d - b.d}; }
+  // x -> (f(x.v), f'(x.v) x.d): the chain rule of every elementary function
+  ODEFAST_HD Dual chain(R value, R slope) const {
+    Dual r;
+    r.v = value;
+    ODEFAST_DUAL_LOOP r.d[i] = slope * d[i];
+    return r;
+  }
+
+  ODEFAST_HD friend Dual operator-(const Dual& a) { return a.chain(-a.v, R(-1)); }
+  ODEFAST_HD friend Dual operator+(Dual a, const Dual& b) { return a += b; }
+  ODEFAST_HD friend Dual operator-(Dual a, const Dual& b) { return a -= b; }
   ODEFAST_HD friend Dual operator*(const Dual& a, const Dual& b) {
-    return {a.v * b.v, std::fma(a.d, b.v, a.v * b.d)};
+    Dual r;
+    r.v = a.v * b.v;
+    ODEFAST_DUAL_LOOP r.d[i] = std::fma(a.d[i], b.v, a.v * b.d[i]);
+    return r;
   }
   ODEFAST_HD friend Dual operator/(const Dual& a, const Dual& b) {
-    const R q = a.v / b.v;
-    return {q, (a.d - q * b.d) / b.v};
+    Dual r;
+    r.v = a.v / b.v;
+    const R inv = R(1) / b.v;
+    ODEFAST_DUAL_LOOP r.d[i] = (a.d[i] - r.v * b.d[i]) * inv;
+    return r;
   }
   ODEFAST_HD friend bool operator<(const Dual& a, const Dual& b) { return a.v < b.v; }
   ODEFAST_HD friend bool operator>(const Dual& a, const Dual& b) { return a.v > b.v; }
@@ -49,39 +80,44 @@ template <class R> struct Dual {
 };
 
 template <class T> struct is_dual : std::false_type {};
-template <class R> struct is_dual<Dual<R>> : std::true_type {};
+template <class R, int N> struct is_dual<Dual<R, N>> : std::true_type {};
 template <class T> inline constexpr bool is_dual_v = is_dual<T>::value;
 
-// The real type underneath a scalar (S for S and for Dual<S>).
+// The real type underneath a scalar (S for S and for Dual<S, N>).
 template <class T> struct real_of { using type = T; };
-template <class R> struct real_of<Dual<R>> { using type = R; };
+template <class R, int N> struct real_of<Dual<R, N>> { using type = R; };
 template <class T> using real_t = typename real_of<T>::type;
 
 namespace math {
 
 // a b + c with one rounding in the value, as the real kernels compute it.
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> fma(const Dual<R>& a, const Dual<R>& b, const Dual<R>& c) {
-  return {std::fma(a.v, b.v, c.v), std::fma(a.d, b.v, std::fma(a.v, b.d, c.d))};
+template <class R, int N>
+ODEFAST_HD ODEFAST_INLINE Dual<R, N> fma(const Dual<R, N>& a, const Dual<R, N>& b, const Dual<R, N>& c) {
+  Dual<R, N> r;
+  r.v = std::fma(a.v, b.v, c.v);
+  ODEFAST_DUAL_LOOP r.d[i] = std::fma(a.d[i], b.v, std::fma(a.v, b.d[i], c.d[i]));
+  return r;
 }
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> sqrt(const Dual<R>& x) {
+template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> sqrt(const Dual<R, N>& x) {
   const R r = std::sqrt(x.v);
-  return {r, x.d / (R(2) * r)};
+  return x.chain(r, R(0.5) / r);
 }
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> exp(const Dual<R>& x) {
+template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> exp(const Dual<R, N>& x) {
   const R e = exp(x.v);
-  return {e, e * x.d};
+  return x.chain(e, e);
 }
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> tanh(const Dual<R>& x) {
+template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> tanh(const Dual<R, N>& x) {
   const R t = tanh(x.v);
-  return {t, (R(1) - t * t) * x.d};
+  return x.chain(t, R(1) - t * t);
 }
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> sigmoid(const Dual<R>& x) {
+template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> sigmoid(const Dual<R, N>& x) {
   const R s = sigmoid(x.v);
-  return {s, s * (R(1) - s) * x.d};
+  return x.chain(s, s * (R(1) - s));
 }
-template <class R> ODEFAST_HD ODEFAST_INLINE Dual<R> softplus(const Dual<R>& x) {
-  return {softplus(x.v), sigmoid(x.v) * x.d};
+template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> softplus(const Dual<R, N>& x) {
+  return x.chain(softplus(x.v), sigmoid(x.v));
 }
+#undef ODEFAST_DUAL_LOOP
 
 }  // namespace math
 }  // namespace odefast

@@ -1,8 +1,9 @@
 // Vector-Jacobian products of the built-in dynamics, on lane blocks (see dynamics.hpp):
-//   gy = a^T df/dy,   gp += a^T df/dp (accumulated per lane: gp[j * L + l]),   gt = a^T df/dt.
+//   gy = a^T df/dy,   gp += a^T df/dp,   gt = a^T df/dt.
+// gp is per lane (gp[j * L + l]) for per-lane parameters and summed over the lanes, in lane
+// order, for shared ones (gp[j]); callers sum blocks in a fixed order, so gradients never
+// depend on the thread count.
 // Analytic; templated on the scalar so that a dual-number scalar gives second-order products.
-// The parameter cotangent is kept per lane even for shared parameters: callers sum lanes and
-// trajectories in a fixed order, so gradients never depend on the thread count.
 // `work` is scratch of vjp_work_size(f, L) scalars.
 #pragma once
 #include <cmath>
@@ -15,13 +16,19 @@
 
 namespace odefast {
 
+// gp += v for parameter j of lane l (see above).
+template <int L, bool PerLane, class S> ODEFAST_HD ODEFAST_INLINE void add_param(S* gp, int j, int l, const S& v) {
+  if constexpr (PerLane) gp[j * L + l] += v;
+  else gp[j] += v;
+}
+
 template <class S> std::size_t vjp_work_size(const Lorenz<S>&, int) { return 0; }
 template <class S> std::size_t vjp_work_size(const Linear<S>&, int) { return 0; }
 template <class S> std::size_t vjp_work_size(const NBody<S>&, int) { return 0; }
 template <class S> std::size_t vjp_work_size(const MLP<S>& f, int L) {
   std::size_t n = 0;
   for (int i = 0; i < f.n_layers; ++i) n += std::size_t(f.sizes[i] + f.sizes[i + 1]) * L;
-  return n + std::size_t(2) * f.max_width * L;
+  return n + std::size_t(3) * f.max_width * L;
 }
 
 // Lorenz: f = (sigma (y - x), x (rho - z) - y, x y - beta z); params (sigma, rho, beta).
@@ -36,9 +43,9 @@ ODEFAST_HD void vjp(const Lorenz<S>&, const S*, const S* y, const S* p, const S*
     gy[l] = -sigma * a0 + (rho - z) * a1 + yy * a2;
     gy[L + l] = sigma * a0 - a1 + x * a2;
     gy[2 * L + l] = -x * a1 - beta * a2;
-    gp[l] += (yy - x) * a0;
-    gp[L + l] += x * a1;
-    gp[2 * L + l] += -z * a2;
+    add_param<L, PerLane>(gp, 0, l, (yy - x) * a0);
+    add_param<L, PerLane>(gp, 1, l, x * a1);
+    add_param<L, PerLane>(gp, 2, l, -z * a2);
     gt[l] = S(0);
   }
 }
@@ -53,10 +60,10 @@ ODEFAST_HD void vjp(const Linear<S>& f, const S*, const S* y, const S* p, const 
     for (int j = 0; j < D; ++j)
       for (int l = 0; l < L; ++l) {
         gy[j * L + l] += param<L, PerLane>(p, i * D + j, l) * a[i * L + l];
-        gp[(i * D + j) * L + l] += a[i * L + l] * y[j * L + l];
+        add_param<L, PerLane>(gp, i * D + j, l, a[i * L + l] * y[j * L + l]);
       }
   for (int i = 0; i < D; ++i)
-    for (int l = 0; l < L; ++l) gp[(D * D + i) * L + l] += a[i * L + l];
+    for (int l = 0; l < L; ++l) add_param<L, PerLane>(gp, D * D + i, l, a[i * L + l]);
   for (int l = 0; l < L; ++l) gt[l] = S(0);
 }
 
@@ -89,7 +96,7 @@ ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S
         }
         const S inv3 = S(1) / (r2 * math::sqrt(r2)), inv5 = inv3 / r2;
         for (int c = 0; c < dim; ++c) gy[(j * dim + c) * L + l] += inv3 * w[c] - S(3) * inv5 * dw * d[c];
-        gp[j * L + l] += f.G * inv3 * dav;
+        add_param<L, PerLane>(gp, j, l, f.G * inv3 * dav);
       }
     }
   for (int l = 0; l < L; ++l) gt[l] = S(0);
@@ -110,6 +117,10 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z, 
   }
 }
 
+// L lanes: every inner loop runs over the lanes (one vector of trajectories). With shared
+// weights the weight cotangent is summed over the lanes as it is formed: for each unit j,
+// gW[j, :] += sum_l g_jl x_l^T over the inputs of the lanes transposed (xT), so each stored
+// weight cotangent takes L fused updates per load and store.
 template <Activation A, int L, bool PerLane, class S>
 ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy,
                         S* gp, S* gt, S* work) {
@@ -125,36 +136,62 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
     cursor += f.sizes[i + 1] * L;
   }
   S* g = cursor;
-  S* gx = cursor + f.max_width * L;
+  S* gx = g + f.max_width * L;
+  S* xT = gx + f.max_width * L;  // shared weights: the layer's inputs, [lane][input]
   for (int q = 0; q < D * L; ++q) in[0][q] = y[q];
   if (f.time_input)
     for (int l = 0; l < L; ++l) in[0][D * L + l] = t[l];
   for (int i = 0; i < nl; ++i) {
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     const int wo = f.w_offset[i], bo = f.b_offset[i];
-    for (int j = 0; j < n_out; ++j)
-      for (int l = 0; l < L; ++l) {
-        S acc = param<L, PerLane>(p, bo + j, l);
-        for (int k = 0; k < n_in; ++k) acc += param<L, PerLane>(p, wo + j * n_in + k, l) * in[i][k * L + l];
-        pre[i][j * L + l] = acc;
-        if (i + 1 < nl) in[i + 1][j * L + l] = activate<A>(acc);
+    for (int j = 0; j < n_out; ++j) {
+      S acc[L];
+      for (int l = 0; l < L; ++l) acc[l] = param<L, PerLane>(p, bo + j, l);
+      for (int k = 0; k < n_in; ++k) {
+        const S* x = in[i] + k * L;
+        ODEFAST_LANES
+        for (int l = 0; l < L; ++l) acc[l] += param<L, PerLane>(p, wo + j * n_in + k, l) * x[l];
       }
+      for (int l = 0; l < L; ++l) {
+        pre[i][j * L + l] = acc[l];
+        if (i + 1 < nl) in[i + 1][j * L + l] = activate<A>(acc[l]);
+      }
+    }
   }
   // backward
   for (int q = 0; q < D * L; ++q) g[q] = a[q];
   for (int i = nl - 1; i >= 0; --i) {
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     const int wo = f.w_offset[i], bo = f.b_offset[i];
+    const S* x = in[i];
+    if constexpr (!PerLane)
+      for (int k = 0; k < n_in; ++k)
+        for (int l = 0; l < L; ++l) xT[l * n_in + k] = x[k * L + l];
     for (int q = 0; q < n_in * L; ++q) gx[q] = S(0);
-    for (int j = 0; j < n_out; ++j)
-      for (int l = 0; l < L; ++l) {
-        const S gj = g[j * L + l];
-        gp[(bo + j) * L + l] += gj;
+    for (int j = 0; j < n_out; ++j) {
+      const S* gj = g + j * L;
+      for (int l = 0; l < L; ++l) add_param<L, PerLane>(gp, bo + j, l, gj[l]);
+      if constexpr (PerLane) {
         for (int k = 0; k < n_in; ++k) {
-          gp[(wo + j * n_in + k) * L + l] += gj * in[i][k * L + l];
-          gx[k * L + l] += param<L, PerLane>(p, wo + j * n_in + k, l) * gj;
+          S* gw = gp + (wo + j * n_in + k) * L;
+          ODEFAST_LANES
+          for (int l = 0; l < L; ++l) gw[l] += gj[l] * x[k * L + l];
+        }
+      } else {
+        S* gw = gp + wo + j * n_in;
+        ODEFAST_LANES
+        for (int k = 0; k < n_in; ++k) {
+          S sum = gw[k];
+          for (int l = 0; l < L; ++l) sum += gj[l] * xT[l * n_in + k];
+          gw[k] = sum;
         }
       }
+      for (int k = 0; k < n_in; ++k) {
+        S* gxk = gx + k * L;
+        ODEFAST_LANES
+        for (int l = 0; l < L; ++l) gxk[l] += param<L, PerLane>(p, wo + j * n_in + k, l) * gj[l];
+      }
+    }
     if (i > 0) {
       for (int q = 0; q < n_in * L; ++q) g[q] = gx[q] * activate_grad<A>(pre[i - 1][q], in[i][q]);
     }

@@ -26,7 +26,7 @@ namespace odefast {
 // Real-valued dynamics with state [x (n), dx (n)] for a dynamics `Inner` on dual numbers:
 // d/dt [x, dx] = [F(x), F'(x) dx + dF/dp dp]. Params: F's (real) parameters; dp: their tangent.
 template <class Inner> struct Tangent {
-  using T = typename Inner::scalar;  // Dual<S>
+  using T = typename Inner::scalar;  // Dual<S> (one direction)
   using S = real_t<T>;
   using scalar = S;
   Inner inner;
@@ -45,13 +45,13 @@ template <class Inner> struct Tangent {
     T* pd = dx + n;
     Inner g = inner;
     g.scratch = pd + P;
-    for (int i = 0; i < n; ++i) x[i] = T(y[i], y[n + i]);
-    for (int j = 0; j < P; ++j) pd[j] = T(p[j], dp[j]);
+    for (int i = 0; i < n; ++i) x[i] = T(y[i], y + n + i);
+    for (int j = 0; j < P; ++j) pd[j] = T(p[j], dp + j);
     const T tt = T(t[0]);
     g.template eval<1, false>(&tt, x, dx, pd);
     for (int i = 0; i < n; ++i) {
       dy[i] = dx[i].v;
-      dy[n + i] = dx[i].d;
+      dy[n + i] = dx[i].d[0];
     }
   }
 };

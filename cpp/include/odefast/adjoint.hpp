@@ -9,7 +9,13 @@
 //     for i = s-1 .. 0:  (Ybar_i, pbar_i) = vjp_f(t + c_i h, Y_i)(kbar_i);  kbar_j += h a_ij Ybar_i
 //     ybar = ybar' + ybar_out + sum_i Ybar_i,   pbar += sum_i pbar_i.
 // Step sizes are constants (the controller sees primal values only), so this is the exact
-// gradient of the computed solution w.r.t. y0 and params.
+// gradient of the computed solution w.r.t. y0 and params. The sweep runs on lane blocks (as
+// the forward solve does), lanes in lockstep from their last steps.
+//
+// Second order, discrete (forward-over-reverse): jvp replays the recorded steps on dual numbers
+// (dual.hpp) for the output tangents; hvp runs the same reverse sweep on dual numbers, seeded
+// with the loss's Hessian applied to those tangents: Hessian-vector products, exact for the
+// computed solution. The continuous second-order adjoint is in second_order.hpp.
 //
 // Continuous adjoint ("backsolve", Chen et al. 2018): the augmented system
 //     dz/dt = f(t, z),   da/dt = -a^T df/dz,   dpbar/dt = -a^T df/dp

@@ -93,7 +93,7 @@ def hvps(pb, loss, V_y0, V_p, adjoint):
     V_y0: (K, B, D); V_p: (K, P) or (K, B, P). Returns (HY0 (K, B, D), HP (K, P) summed over
     trajectories or (K, B, P), sol, status (B,))."""
     tab = _tableaus.TABLEAUS[pb.method]
-    (B, D), P = pb.y0.shape, pb.params.shape[-1]
+    D, P = pb.y0.shape[1], pb.params.shape[-1]
     F, G = tangent_system(pb.f, D, P)
     Q = pack(pb.params, V_p)
 
@@ -111,12 +111,10 @@ def hvps(pb, loss, V_y0, V_p, adjoint):
     # failed trajectories go through the adjoint too; the driver reports them as NaN
     if adjoint == "checkpoint":
         adj_Z, adj_Q = discrete_adjoint(tab, fun, G, Q, record, cot_Z)
-    elif pb.t.shape[0] > 1:
+    else:
         adj_Z, adj_Q, back_status, _ = backsolve(tab, fun, G, Q, pb.t, Zs, cot_Z, pb.rtol,
                                                  pb.atol, pb.dt, pb.max_steps)
         status = np.where(status != 0, status, back_status)
-    else:                                                    # nothing to integrate
-        adj_Z, adj_Q = np.zeros_like(cot_Z[0]), np.zeros((B, Q.shape[-1]), pb.dtype)
     _, d_adj_y0 = unpack(adj_Z, D)                           # (K, B, D)
     _, d_adj_p = unpack(adj_Q, P)                            # (K, B, P)
     HY0 = d_adj_y0 + d_cot[:, 0] + d_dL_dy0

@@ -145,6 +145,24 @@ def test_closure_value_grad_hvp(shape):
     assert_close(h_y0, (gp[1] - gm[1]) / (2 * eps), 1e-8, "Closure hvp y0")
 
 
+@pytest.mark.parametrize("shape", ((4, 3, 2), (4, 2)), ids=["batch", "1-D"])
+@pytest.mark.parametrize("kind", ["mse", "mse-weighted", "closure", "custom"])
+def test_hvps_is_hvp_along_each_direction(shape, kind):
+    """loss.hvps (K directions in one call, used by hvp/hessian) equals K calls of loss.hvp."""
+    ys, targets, y0 = arrays(shape)
+    loss = {"mse": lambda: MSE(targets),
+            "mse-weighted": lambda: MSE(targets, weights=RNG.uniform(0, 2, shape[-1])),
+            "closure": Closure, "custom": lambda: Custom(*quartic())}[kind]()
+    K = 5
+    V_ys, V_y0 = RNG.standard_normal((K,) + ys.shape), RNG.standard_normal((K,) + y0.shape)
+    H_ys, H_y0 = loss.hvps(ys, y0, V_ys, V_y0)
+    assert H_ys.shape == V_ys.shape and H_y0.shape == V_y0.shape
+    for k in range(K):
+        h_ys, h_y0 = loss.hvp(ys, y0, V_ys[k], V_y0[k])
+        np.testing.assert_array_equal(H_ys[k], h_ys)
+        np.testing.assert_array_equal(H_y0[k], h_y0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Custom
 # ---------------------------------------------------------------------------------------------

@@ -133,16 +133,13 @@ def loss_terms(loss: Loss, pb: Problem, sol: Solution, dys: np.ndarray):
     y0_user = pb.y0[0] if pb.squeeze else pb.y0
     _, cot, _ = loss_cotangent(loss, sol, y0_user, pb)
     ok = (sol.status == 0)[None, :, None]
-    d_cot = np.zeros((K, N, B, D), pb.dtype)
-    d_dL_dy0 = np.zeros((K, B, D), pb.dtype)
-    for k in range(K):
-        v_ys = np.where(ok, dys[k], 0).astype(pb.dtype)
-        v_y0 = np.where(ok[0], dys[k, 0], 0).astype(pb.dtype)
-        if pb.squeeze:
-            v_ys, v_y0 = v_ys[:, 0], v_y0[0]
-        h_ys, h_y0 = loss.hvp(sol.ys, y0_user, v_ys, v_y0)
-        d_cot[k] = np.where(ok, np.reshape(h_ys, (N, B, D)), 0)
-        d_dL_dy0[k] = np.where(ok[0], np.reshape(h_y0, (B, D)), 0)
+    V_ys = np.where(ok, dys, 0).astype(pb.dtype, copy=False)  # (K, N, B, D); V_ys[:, 0] = V_y0
+    V_y0 = V_ys[:, 0]
+    if pb.squeeze:
+        V_ys, V_y0 = V_ys[:, :, 0], V_y0[:, 0]
+    H_ys, H_y0 = loss.hvps(sol.ys, y0_user, V_ys, V_y0)
+    d_cot = np.where(ok, np.reshape(H_ys, (K, N, B, D)), 0).astype(pb.dtype, copy=False)
+    d_dL_dy0 = np.where(ok[0], np.reshape(H_y0, (K, B, D)), 0).astype(pb.dtype, copy=False)
     return cot, d_cot, d_dL_dy0
 
 

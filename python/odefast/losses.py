@@ -31,6 +31,14 @@ class Loss:
         shaped like (ys, y0)."""
         raise NotImplementedError
 
+    def hvps(self, ys, y0, V_ys, V_y0):
+        """hvp along K directions at once: V_ys (K, *ys.shape), V_y0 (K, *y0.shape) ->
+        (H_ys, H_y0) of the same shapes. A loop over hvp here; the built-in losses, linear in
+        the direction with fixed coefficients, do all K in one array expression."""
+        pairs = [self.hvp(ys, y0, v_ys, v_y0) for v_ys, v_y0 in zip(V_ys, V_y0)]
+        return (np.stack([h for h, _ in pairs]) if pairs else np.zeros_like(V_ys),
+                np.stack([h for _, h in pairs]) if pairs else np.zeros_like(V_y0))
+
 
 class MSE(Loss):
     """mean(weights * (ys - targets)**2) over all entries (like torch.nn.MSELoss).
@@ -72,6 +80,9 @@ class MSE(Loss):
     def hvp(self, ys, y0, v_ys, v_y0):
         return (2.0 / ys.size) * self._w(ys) * v_ys, np.zeros_like(y0)
 
+    def hvps(self, ys, y0, V_ys, V_y0):
+        return (2.0 / ys.size) * self._w(ys) * V_ys, np.zeros_like(V_y0)
+
     def __repr__(self) -> str:
         return f"MSE(targets.shape={self.targets.shape}, weighted={self.weights is not None})"
 
@@ -94,6 +105,12 @@ class Closure(Loss):
         h = np.zeros_like(ys)
         h[-1] = 2 * dv
         return h, -2 * dv
+
+    def hvps(self, ys, y0, V_ys, V_y0):
+        dv = V_ys[:, -1] - V_y0
+        H = np.zeros_like(V_ys)
+        H[:, -1] = 2 * dv
+        return H, -2 * dv
 
     def __repr__(self) -> str:
         return "Closure()"

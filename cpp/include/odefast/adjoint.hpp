@@ -23,8 +23,10 @@
 // the same integrator, with the jump a += dL/dy(t_i) between intervals.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -110,13 +112,16 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     with_width(K, [&](auto width) {
       constexpr int W = decltype(width)::value;
       const std::int64_t n_groups = (K + W - 1) / W;
+      std::vector<std::vector<Tan<W>>> replays(replay_bytes<W>(n_groups) <= kKeptReplayBytes ? n_groups * batch_ : 0);
       parallel_for(n_groups * batch_, [&](std::int64_t task) {
         const Group<W> g(*this, int(task / batch_), K);
         const std::int64_t b = task % batch_;
         Sweep<Tan<W>, DynTan<W>, 1> w(with_scalar<Tan<W>>(f_), D_);
         const Tan<W>* p = tangent_params(w, b, g, v_p);
         replay(b, p, g, v_y0, w, dys);
+        if (!replays.empty()) replays[task] = std::move(w.states);
       });
+      if (!replays.empty()) keep_replays<W>(K, v_y0, v_p, std::move(replays));
     });
   }
 
@@ -131,21 +136,23 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       constexpr int W = decltype(width)::value;
       using T = Tan<W>;
       const std::int64_t n_groups = (K + W - 1) / W;
+      const std::vector<std::vector<T>> kept = take_replays<W>(K, v_y0, v_p);  // empty: replay
       parallel_for(n_groups * n_chunks, [&](std::int64_t task) {
-        const Group<W> g(*this, int(task / n_chunks), K);
+        const int group = int(task / n_chunks);
+        const Group<W> g(*this, group, K);
         const std::int64_t c = task % n_chunks;
         Sweep<T, DynTan<W>, 1> w(with_scalar<T>(f_), D_);
         std::vector<T> dual_cot(std::size_t(n_times_) * D_), pbar(P_, T(0));
         for (std::int64_t b = c * kAdjointChunk; b < std::min(batch_, (c + 1) * kAdjointChunk); ++b) {
           const T* p = tangent_params(w, b, g, v_p);
-          replay(b, p, g, v_y0, w, nullptr);
+          if (kept.empty()) replay(b, p, g, v_y0, w, nullptr);
           for (int i = 0; i < n_times_; ++i)
             for (int d = 0; d < D_; ++d) {
               const std::int64_t q = (std::int64_t(i) * batch_ + b) * D_ + d;
               dual_cot[i * D_ + d] = g.seed(cot[q], dcot + q, g.stride_outputs);
             }
           if (per_traj_) std::fill(pbar.begin(), pbar.end(), T(0));
-          const T* states = w.states.data();
+          const T* states = kept.empty() ? w.states.data() : kept[group * batch_ + b].data();
           const T* cot_b = dual_cot.data();
           reverse_block<T, DynTan<W>, 1, false>(b, &states, p, &cot_b, D_, pbar.data(), w);
           for (int d = 0; d < D_; ++d) g.scatter(w.ybar[d], dybar0 + b * D_ + d, g.stride_states);
@@ -161,6 +168,53 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   }
 
  private:
+  // jvp's dual replays, kept for the hvp that follows along the same directions (hvp comes
+  // after jvp: the loss's Hessian needs jvp's output tangents), which then skips its own
+  // replay. One hvp takes them; kept only while they fit in kKeptReplayBytes.
+  static constexpr std::size_t kKeptReplayBytes = std::size_t(256) << 20;
+  template <int W> struct KeptReplays {
+    int K = -1;
+    std::vector<S> v_y0, v_p;                  // the directions of the replays
+    std::vector<std::vector<Tan<W>>> states;   // [group * batch + b]
+  };
+  mutable std::mutex kept_mutex_;
+  mutable KeptReplays<1> kept_one_;
+  mutable KeptReplays<kWide> kept_wide_;
+  template <int W> KeptReplays<W>& kept_replays() const {
+    if constexpr (W == 1) return kept_one_;
+    else return kept_wide_;
+  }
+  std::size_t direction_sizes(int K, std::size_t& n_p) const {
+    n_p = std::size_t(K) * (per_traj_ ? batch_ * P_ : P_);
+    return std::size_t(K) * batch_ * D_;
+  }
+  template <int W> std::size_t replay_bytes(std::int64_t n_groups) const {
+    std::size_t steps = 0;
+    for (const auto& tp : tapes_) steps += tp.size();
+    return steps * D_ * sizeof(Tan<W>) * std::size_t(n_groups);
+  }
+  template <int W>
+  void keep_replays(int K, const S* v_y0, const S* v_p, std::vector<std::vector<Tan<W>>>&& states) const {
+    std::size_t n_p;
+    const std::size_t n_y = direction_sizes(K, n_p);
+    std::lock_guard<std::mutex> lock(kept_mutex_);
+    KeptReplays<W>& k = kept_replays<W>();
+    k.K = K;
+    k.v_y0.assign(v_y0, v_y0 + n_y);
+    k.v_p.assign(v_p, v_p + n_p);
+    k.states = std::move(states);
+  }
+  template <int W> std::vector<std::vector<Tan<W>>> take_replays(int K, const S* v_y0, const S* v_p) const {
+    std::size_t n_p;
+    const std::size_t n_y = direction_sizes(K, n_p);
+    std::lock_guard<std::mutex> lock(kept_mutex_);
+    KeptReplays<W>& k = kept_replays<W>();
+    const bool same = k.K == K && std::memcmp(k.v_y0.data(), v_y0, n_y * sizeof(S)) == 0 &&
+                      (n_p == 0 || std::memcmp(k.v_p.data(), v_p, n_p * sizeof(S)) == 0);
+    k.K = -1;
+    return same ? std::move(k.states) : std::vector<std::vector<Tan<W>>>{};
+  }
+
   // Buffers of one reverse sweep of L lanes on scalar T (real, or dual for second order),
   // lane-interleaved: [stage][component][lane].
   template <class T, class DynT, int L> struct Sweep {
@@ -372,7 +426,20 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
         h[l] = n[l] >= 0 ? tp.h[n[l]] : S(0);
         for (int d = 0; d < D; ++d) w.yn[d * L + l] = n[l] >= 0 ? states[l][n[l] * D + d] : T(y0_[b * D + d]);
       }
-      recompute_stages<T, DynT, L, PerLane>(w, p, tn, h);
+      // FSAL methods give the last stage the weight b = 0: it only feeds dense outputs, so in a
+      // step without one its cotangent is zero and neither it nor its vjp is computed.
+      int stages = s;
+      if constexpr (M::b[s - 1] == 0.0) {
+        bool dense = false;
+        for (int l = 0; l < L; ++l) {
+          if (n[l] < 0) continue;
+          const StepTape<S>& tp = tapes_[first + l];
+          const S t_new = n[l] + 1 < n_steps[l] ? tp.t[n[l] + 1] : t_[N - 1];
+          for (int o = next_out[l]; o >= 1 && out_step[l][o] == n[l]; --o) dense = dense || t_[o] != t_new;
+        }
+        if (!dense) stages = s - 1;
+      }
+      recompute_stages<T, DynT, L, PerLane>(w, p, tn, h, stages);
       for (int q = 0; q < s * DL; ++q) w.kbar[q] = T(0);
       for (int q = 0; q < DL; ++q) {
         w.ybar_new[q] = w.ybar[q];
@@ -407,6 +474,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       for (int q = 0; q < DL; ++q) w.yb[q] += w.ybar_new[q];
       static_for<s>([&](auto ri) {
         constexpr int i = s - 1 - int(ri);
+        if (i >= stages) return;
         T ti[L];
         for (int l = 0; l < L; ++l) ti[l] = T(tn[l] + S(M::c[i]) * h[l]);
         vjp<L, PerLane>(w.g, ti, w.Y + i * DL, p, w.kbar + i * DL, w.gy, pbar, w.gt, w.vjp_work);
@@ -425,7 +493,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   // Stage states and slopes of one step of every lane from w.yn, with the forward pass's
   // arithmetic.
   template <class T, class DynT, int L, bool PerLane>
-  void recompute_stages(Sweep<T, DynT, L>& w, const T* p, const S* tn, const S* h) const {
+  void recompute_stages(Sweep<T, DynT, L>& w, const T* p, const S* tn, const S* h, int stages = s) const {
     const int D = D_;
     const std::ptrdiff_t DL = std::ptrdiff_t(D) * L;
     for (int q = 0; q < DL; ++q) w.Y[q] = w.yn[q];
@@ -434,6 +502,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     w.g.template eval<L, PerLane>(ts, w.Y, w.K, p);
     static_for<s - 1>([&](auto im1) {
       constexpr int i = im1 + 1;
+      if (i >= stages) return;
       for (int d = 0; d < D; ++d)
         for (int l = 0; l < L; ++l) {
           T acc = T(0);

@@ -15,15 +15,59 @@
 
 #include "config.hpp"
 #include "math.hpp"
+#include "simd.hpp"
 
 namespace odefast {
+
+// The N tangents of a dual number and their arithmetic: add, sub, scale (x s) and fma
+// (x s + y, one rounding). A plain array in general; on AVX-512 hosts, tangents that fill one
+// register are that register (a GCC vector), so a dual number's arithmetic stays in registers
+// instead of passing through the stack at every operation. Both give the same bits.
+template <class R, int N, class = void> struct Tangents {
+  struct type {
+    R x[N] = {};
+    ODEFAST_HD R& operator[](int i) { return x[i]; }
+    ODEFAST_HD const R& operator[](int i) const { return x[i]; }
+  };
+#define ODEFAST_TANGENT_OP(name, expr)                                    \
+  ODEFAST_HD static ODEFAST_INLINE type name(const type& a, const type& b) { \
+    type r;                                                               \
+    for (int i = 0; i < N; ++i) r.x[i] = expr;                            \
+    return r;                                                             \
+  }
+  ODEFAST_TANGENT_OP(add, a.x[i] + b.x[i])
+  ODEFAST_TANGENT_OP(sub, a.x[i] - b.x[i])
+#undef ODEFAST_TANGENT_OP
+  ODEFAST_HD static ODEFAST_INLINE type scale(const type& a, R s) {
+    type r;
+    for (int i = 0; i < N; ++i) r.x[i] = a.x[i] * s;
+    return r;
+  }
+  ODEFAST_HD static ODEFAST_INLINE type fma(const type& a, R s, const type& b) {
+    type r;
+    for (int i = 0; i < N; ++i) r.x[i] = std::fma(a.x[i], s, b.x[i]);
+    return r;
+  }
+};
+#if ODEFAST_HAVE_AVX512
+template <class R, int N>
+struct Tangents<R, N, std::enable_if_t<simd::has_pack<R> && N == simd::Pack<R>::width>> {
+  using P = simd::Pack<R>;
+  using type = typename P::reg;
+  static type add(type a, type b) { return P::add(a, b); }
+  static type sub(type a, type b) { return a - b; }
+  static type scale(type a, R s) { return P::mul(a, P::broadcast(s)); }
+  static type fma(type a, R s, type b) { return P::fma(a, P::broadcast(s), b); }
+};
+#endif
 
 // N tangents share one value: N directional derivatives for the price of one primal
 // computation, the tangent loops vectorising over the directions.
 template <class R, int N = 1> struct Dual {
   using real = R;
   static constexpr int directions = N;
-  alignas(sizeof(R) * N) R d[N] = {};  // tangents first, aligned: whole-register loads
+  using Tan = Tangents<R, N>;
+  alignas(sizeof(R) * N) typename Tan::type d = {};  // tangents first, aligned: whole-register loads
   R v = R(0);
   constexpr Dual() = default;
   template <class U, std::enable_if_t<std::is_arithmetic_v<U>, int> = 0>
@@ -33,15 +77,14 @@ template <class R, int N = 1> struct Dual {
     for (int i = 0; i < N; ++i) d[i] = tangent[i * stride];
   }
 
-#define ODEFAST_DUAL_LOOP for (int i = 0; i < N; ++i)
   ODEFAST_HD Dual& operator+=(const Dual& o) {
     v += o.v;
-    ODEFAST_DUAL_LOOP d[i] += o.d[i];
+    d = Tan::add(d, o.d);
     return *this;
   }
   ODEFAST_HD Dual& operator-=(const Dual& o) {
     v -= o.v;
-    ODEFAST_DUAL_LOOP d[i] -= o.d[i];
+    d = Tan::sub(d, o.d);
     return *this;
   }
   ODEFAST_HD Dual& operator*=(const Dual& o) { return *this = *this * o; }
@@ -51,7 +94,7 @@ template <class R, int N = 1> struct Dual {
   ODEFAST_HD Dual chain(R value, R slope) const {
     Dual r;
     r.v = value;
-    ODEFAST_DUAL_LOOP r.d[i] = slope * d[i];
+    r.d = Tan::scale(d, slope);
     return r;
   }
 
@@ -61,14 +104,14 @@ template <class R, int N = 1> struct Dual {
   ODEFAST_HD friend Dual operator*(const Dual& a, const Dual& b) {
     Dual r;
     r.v = a.v * b.v;
-    ODEFAST_DUAL_LOOP r.d[i] = std::fma(a.d[i], b.v, a.v * b.d[i]);
+    r.d = Tan::fma(a.d, b.v, Tan::scale(b.d, a.v));
     return r;
   }
   ODEFAST_HD friend Dual operator/(const Dual& a, const Dual& b) {
     Dual r;
     r.v = a.v / b.v;
     const R inv = R(1) / b.v;
-    ODEFAST_DUAL_LOOP r.d[i] = (a.d[i] - r.v * b.d[i]) * inv;
+    r.d = Tan::scale(Tan::sub(a.d, Tan::scale(b.d, r.v)), inv);
     return r;
   }
   ODEFAST_HD friend bool operator<(const Dual& a, const Dual& b) { return a.v < b.v; }
@@ -95,7 +138,8 @@ template <class R, int N>
 ODEFAST_HD ODEFAST_INLINE Dual<R, N> fma(const Dual<R, N>& a, const Dual<R, N>& b, const Dual<R, N>& c) {
   Dual<R, N> r;
   r.v = std::fma(a.v, b.v, c.v);
-  ODEFAST_DUAL_LOOP r.d[i] = std::fma(a.d[i], b.v, std::fma(a.v, b.d[i], c.d[i]));
+  using Tan = Tangents<R, N>;
+  r.d = Tan::fma(a.d, b.v, Tan::fma(b.d, a.v, c.d));
   return r;
 }
 template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> sqrt(const Dual<R, N>& x) {
@@ -117,7 +161,6 @@ template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> sigmoid(const Dua
 template <class R, int N> ODEFAST_HD ODEFAST_INLINE Dual<R, N> softplus(const Dual<R, N>& x) {
   return x.chain(softplus(x.v), sigmoid(x.v));
 }
-#undef ODEFAST_DUAL_LOOP
 
 }  // namespace math
 }  // namespace odefast

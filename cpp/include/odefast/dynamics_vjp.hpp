@@ -74,7 +74,8 @@ ODEFAST_HD void vjp(const Linear<S>& f, const S*, const S* y, const S* p, const 
 template <int L, bool PerLane, class S>
 ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S* a, S* gy, S* gp,
                     S* gt, S*) {
-  const int n = f.n, dim = f.dim_space, half = n * dim;
+  constexpr int kMaxSpace = 3;  // dim_space is 1, 2 or 3 (checked by the binding)
+  const int n = f.n, dim = f.dim_space < kMaxSpace ? f.dim_space : kMaxSpace, half = n * f.dim_space;
   const S eps2 = f.softening * f.softening;
   const S* av = a + half * L;
   for (int q = 0; q < half * L; ++q) {
@@ -85,7 +86,7 @@ ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S
     for (int j = 0; j < n; ++j) {
       if (i == j) continue;
       for (int l = 0; l < L; ++l) {
-        S d[3], w[3], r2 = eps2, dw = S(0), dav = S(0);
+        S d[kMaxSpace], w[kMaxSpace], r2 = eps2, dw = S(0), dav = S(0);
         const S mi = param<L, PerLane>(p, i, l), mj = param<L, PerLane>(p, j, l);
         for (int c = 0; c < dim; ++c) {
           d[c] = y[(j * dim + c) * L + l] - y[(i * dim + c) * L + l];
@@ -117,6 +118,18 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z, 
   }
 }
 
+// h = act(z) over an array; tanh a register at a time where AVX-512 is available.
+template <Activation A, class S> ODEFAST_HD void activate_array(const S* __restrict z, S* __restrict h, int n) {
+  int j = 0;
+#if ODEFAST_HAVE_AVX512
+  if constexpr (A == Activation::Tanh && simd::has_pack<S>) {
+    using V = simd::Pack<S>;
+    for (; j + V::width <= n; j += V::width) V::store(h + j, simd::tanh(V::load(z + j)));
+  }
+#endif
+  for (; j < n; ++j) h[j] = activate<A>(z[j]);
+}
+
 // L lanes: every inner loop runs over the lanes (one vector of trajectories). With shared
 // weights the weight cotangent is summed over the lanes as it is formed: for each unit j,
 // gW[j, :] += sum_l g_jl x_l^T over the inputs of the lanes transposed (xT), so each stored
@@ -124,6 +137,7 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z, 
 template <Activation A, int L, bool PerLane, class S>
 ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy,
                         S* gp, S* gt, S* work) {
+  constexpr int kJB = 4;
   const int nl = f.n_layers, D = f.dim();
   // forward, keeping each layer's input x_i and pre-activation z_i
   S* in[MLP<S>::kMaxLayers];
@@ -144,19 +158,24 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
   for (int i = 0; i < nl; ++i) {
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     const int wo = f.w_offset[i], bo = f.b_offset[i];
-    for (int j = 0; j < n_out; ++j) {
-      S acc[L];
-      for (int l = 0; l < L; ++l) acc[l] = param<L, PerLane>(p, bo + j, l);
+    // z_j = b_j + sum_k W_jk x_k, kJB units at a time (independent sums hide the add latency)
+    for (int j0 = 0; j0 < n_out; j0 += kJB) {
+      const int nj = n_out - j0 < kJB ? n_out - j0 : kJB;
+      S acc[kJB][L];
+      for (int jj = 0; jj < kJB; ++jj)
+        for (int l = 0; l < L; ++l) acc[jj][l] = jj < nj ? param<L, PerLane>(p, bo + j0 + jj, l) : S(0);
       for (int k = 0; k < n_in; ++k) {
         const S* x = in[i] + k * L;
-        ODEFAST_LANES
-        for (int l = 0; l < L; ++l) acc[l] += param<L, PerLane>(p, wo + j * n_in + k, l) * x[l];
+        for (int jj = 0; jj < kJB; ++jj) {
+          const int j = j0 + (jj < nj ? jj : 0);
+          ODEFAST_LANES
+          for (int l = 0; l < L; ++l) acc[jj][l] = math::fma(param<L, PerLane>(p, wo + j * n_in + k, l), x[l], acc[jj][l]);
+        }
       }
-      for (int l = 0; l < L; ++l) {
-        pre[i][j * L + l] = acc[l];
-        if (i + 1 < nl) in[i + 1][j * L + l] = activate<A>(acc[l]);
-      }
+      for (int jj = 0; jj < nj; ++jj)
+        for (int l = 0; l < L; ++l) pre[i][(j0 + jj) * L + l] = acc[jj][l];
     }
+    if (i + 1 < nl) activate_array<A>(pre[i], in[i + 1], n_out * L);
   }
   // backward
   for (int q = 0; q < D * L; ++q) g[q] = a[q];
@@ -167,30 +186,48 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
     if constexpr (!PerLane)
       for (int k = 0; k < n_in; ++k)
         for (int l = 0; l < L; ++l) xT[l * n_in + k] = x[k * L + l];
-    for (int q = 0; q < n_in * L; ++q) gx[q] = S(0);
-    for (int j = 0; j < n_out; ++j) {
-      const S* gj = g + j * L;
-      for (int l = 0; l < L; ++l) add_param<L, PerLane>(gp, bo + j, l, gj[l]);
-      if constexpr (PerLane) {
+    for (int j = 0; j < n_out; ++j)
+      for (int l = 0; l < L; ++l) add_param<L, PerLane>(gp, bo + j, l, g[j * L + l]);
+    if constexpr (PerLane) {
+      for (int j = 0; j < n_out; ++j)
         for (int k = 0; k < n_in; ++k) {
           S* gw = gp + (wo + j * n_in + k) * L;
           ODEFAST_LANES
-          for (int l = 0; l < L; ++l) gw[l] += gj[l] * x[k * L + l];
+          for (int l = 0; l < L; ++l) gw[l] = math::fma(g[j * L + l], x[k * L + l], gw[l]);
         }
-      } else {
-        S* gw = gp + wo + j * n_in;
+    } else {  // kJB rows of gW at a time, vectorised over the inputs k; lanes summed in order
+      for (int j0 = 0; j0 < n_out; j0 += kJB) {
+        const int nj = n_out - j0 < kJB ? n_out - j0 : kJB;
+        S gjl[kJB][L];
+        for (int jj = 0; jj < kJB; ++jj)
+          for (int l = 0; l < L; ++l) gjl[jj][l] = jj < nj ? g[(j0 + jj) * L + l] : S(0);
+        S* gw = gp + wo + j0 * n_in;
         ODEFAST_LANES
         for (int k = 0; k < n_in; ++k) {
-          S sum = gw[k];
-          for (int l = 0; l < L; ++l) sum += gj[l] * xT[l * n_in + k];
-          gw[k] = sum;
+          S sum[kJB];
+          for (int jj = 0; jj < kJB; ++jj) sum[jj] = jj < nj ? gw[jj * n_in + k] : S(0);
+          for (int l = 0; l < L; ++l) {
+            const S xk = xT[l * n_in + k];
+            for (int jj = 0; jj < kJB; ++jj) sum[jj] = math::fma(gjl[jj][l], xk, sum[jj]);
+          }
+          for (int jj = 0; jj < nj; ++jj) gw[jj * n_in + k] = sum[jj];
         }
       }
-      for (int k = 0; k < n_in; ++k) {
-        S* gxk = gx + k * L;
-        ODEFAST_LANES
-        for (int l = 0; l < L; ++l) gxk[l] += param<L, PerLane>(p, wo + j * n_in + k, l) * gj[l];
+    }
+    // gx = W^T g: kJB inputs at a time, their sums over j kept in registers
+    for (int k0 = 0; k0 < n_in; k0 += kJB) {
+      const int nk = n_in - k0 < kJB ? n_in - k0 : kJB;
+      S acc[kJB][L] = {};
+      for (int j = 0; j < n_out; ++j) {
+        const S* gj = g + j * L;
+        for (int kk = 0; kk < kJB; ++kk) {
+          const int k = k0 + (kk < nk ? kk : 0);
+          ODEFAST_LANES
+          for (int l = 0; l < L; ++l) acc[kk][l] = math::fma(param<L, PerLane>(p, wo + j * n_in + k, l), gj[l], acc[kk][l]);
+        }
       }
+      for (int kk = 0; kk < nk; ++kk)
+        for (int l = 0; l < L; ++l) gx[(k0 + kk) * L + l] = acc[kk][l];
     }
     if (i > 0) {
       for (int q = 0; q < n_in * L; ++q) g[q] = gx[q] * activate_grad<A>(pre[i - 1][q], in[i][q]);
@@ -198,18 +235,6 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
   }
   for (int q = 0; q < D * L; ++q) gy[q] = gx[q];
   for (int l = 0; l < L; ++l) gt[l] = f.time_input ? gx[D * L + l] : S(0);
-}
-
-// h = act(z) over an array; tanh a register at a time where AVX-512 is available.
-template <Activation A, class S> void activate_array(const S* __restrict z, S* __restrict h, int n) {
-  int j = 0;
-#if ODEFAST_HAVE_AVX512
-  if constexpr (A == Activation::Tanh && simd::has_pack<S>) {
-    using V = simd::Pack<S>;
-    for (; j + V::width <= n; j += V::width) V::store(h + j, simd::tanh(V::load(z + j)));
-  }
-#endif
-  for (; j < n; ++j) h[j] = activate<A>(z[j]);
 }
 
 // A lone trajectory (L = 1): every inner loop runs over contiguous memory without a

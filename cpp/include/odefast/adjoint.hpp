@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,10 @@ template <class S> struct TapeLog {
   StepTape<S>* tapes;  // the tape of the block's first trajectory
   template <class T> void push(int lane, T t, T h, const T* y, int stride) { tapes[lane].push(0, t, h, y, stride); }
 };
+
+// Dynamics that can leave eval's intermediates for the vjp at the same point (MLP::trace).
+template <class Dyn, class = void> struct has_trace : std::false_type {};
+template <class Dyn> struct has_trace<Dyn, std::void_t<decltype(std::declval<Dyn&>().trace)>> : std::true_type {};
 
 // Trajectories per second-order task: a fixed partition, so sums over trajectories of the
 // parameter cotangent are made in the same order whatever the thread count.
@@ -220,10 +225,13 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   template <class T, class DynT, int L> struct Sweep {
     std::vector<T> buf, states, params;  // states, params: the dual replay's (L = 1)
     T *K, *Y, *kbar, *yn, *ybar, *ybar_new, *yb, *gy, *vjp_work, gt[L];
+    T* traces = nullptr;    // per stage, where dynamics with a trace (MLP) leave the
+    std::size_t trace = 0;  // intermediates of eval at Y_i for the vjp at Y_i
     DynT g;
     Sweep(const DynT& f, int D) : g(f) {
       const std::size_t sd = std::size_t(s) * D * L, dl = std::size_t(D) * L, nv = vjp_work_size(f, L);
-      buf.assign(3 * sd + 5 * dl + nv + f.scratch_size(L), T(0));
+      if constexpr (has_trace<DynT>::value) trace = f.trace_size(L);
+      buf.assign(3 * sd + 5 * dl + nv + f.scratch_size(L) + s * trace, T(0));
       K = buf.data();
       Y = K + sd;
       kbar = Y + sd;
@@ -234,6 +242,11 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       gy = yb + dl;
       vjp_work = gy + dl;
       g.scratch = vjp_work + nv;
+      traces = g.scratch + f.scratch_size(L);
+    }
+    // eval and vjp of stage i use stage i's trace
+    void at_stage(int i) {
+      if constexpr (has_trace<DynT>::value) g.trace = traces + i * trace;
     }
   };
 
@@ -477,6 +490,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
         if (i >= stages) return;
         T ti[L];
         for (int l = 0; l < L; ++l) ti[l] = T(tn[l] + S(M::c[i]) * h[l]);
+        w.at_stage(i);
         vjp<L, PerLane>(w.g, ti, w.Y + i * DL, p, w.kbar + i * DL, w.gy, pbar, w.gt, w.vjp_work);
         for (int q = 0; q < DL; ++q) w.yb[q] += w.gy[q];
         static_for<i>([&](auto j) {
@@ -499,6 +513,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     for (int q = 0; q < DL; ++q) w.Y[q] = w.yn[q];
     T ts[L];
     for (int l = 0; l < L; ++l) ts[l] = T(tn[l]);
+    w.at_stage(0);
     w.g.template eval<L, PerLane>(ts, w.Y, w.K, p);
     static_for<s - 1>([&](auto im1) {
       constexpr int i = im1 + 1;
@@ -513,6 +528,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
           w.Y[i * DL + d * L + l] = math::fma(T(h[l]), acc, w.yn[d * L + l]);
         }
       for (int l = 0; l < L; ++l) ts[l] = T(tn[l] + S(M::c[i]) * h[l]);
+      w.at_stage(i);
       w.g.template eval<L, PerLane>(ts, w.Y + i * DL, w.K + i * DL, p);
     });
   }

@@ -144,6 +144,9 @@ template <class S> struct MLP {
                                           // input k holding W[:, k] (units padded to registers)
   int packed_offset[kMaxLayers] = {}, padded_out[kMaxLayers] = {};
   S* scratch = nullptr;                   // 2 * max_width * L values, owned by the caller
+  // Optional, owned by the caller: where eval leaves the hidden layers' activations
+  // (trace_size(L) values), so that a vjp at the same point skips its own forward pass.
+  S* trace = nullptr;
 
   ODEFAST_HD int dim() const { return sizes[n_layers]; }
   ODEFAST_HD int n_params() const { return b_offset[n_layers - 1] + sizes[n_layers]; }
@@ -182,6 +185,11 @@ template <class S> struct MLP {
     }
   }
   std::size_t scratch_size(int L) const { return std::size_t(2) * max_width * L + 8 * kUnitWidth; }
+  std::size_t trace_size(int L) const {
+    std::size_t n = 0;
+    for (int i = 0; i + 1 < n_layers; ++i) n += sizes[i + 1];
+    return n * L;
+  }
 
   static constexpr int kSplit = 4, kSplitBelow = 8;
   ODEFAST_HD bool split(int i) const { return sizes[i + 1] < kSplitBelow; }
@@ -208,11 +216,13 @@ template <class S> struct MLP {
       for (int l = 0; l < L; ++l) bufs[1][D * L + l] = t[l];
       x = bufs[1];
     }
+    S* traced = trace;  // hidden layer i's activations: trace + sum_{j<i} sizes[j + 1] * L
     for (int i = 0; i < n_layers; ++i) {
       const bool last = i == n_layers - 1;
-      S* out = last ? dy : bufs[i % 2];
+      S* out = last ? dy : (traced ? traced : bufs[i % 2]);
       if (last) layer<L, PerLane, Activation::Identity>(i, x, out, p);
       else layer<L, PerLane, A>(i, x, out, p);
+      if (traced && !last) traced += sizes[i + 1] * L;
       x = out;
     }
   }

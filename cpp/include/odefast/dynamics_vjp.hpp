@@ -103,12 +103,15 @@ ODEFAST_HD void vjp(const NBody<S>& f, const S*, const S* y, const S* p, const S
   for (int l = 0; l < L; ++l) gt[l] = S(0);
 }
 
-// d act / dz from the pre-activation z and the activation h = act(z) (tanh and sigmoid reuse h).
+// d act / dz from the pre-activation z and the activation h = act(z). Only softplus needs z;
+// the others are functions of h (relu: h > 0 iff z > 0), so a traced forward pass (MLP::trace,
+// activations only) serves them.
+template <Activation A> constexpr bool grad_from_output = A != Activation::Softplus;
 template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate_grad(S z, S h) {
   if constexpr (A == Activation::Tanh) {
     return S(1) - h * h;
   } else if constexpr (A == Activation::Relu) {
-    return z > S(0) ? S(1) : S(0);
+    return h > S(0) ? S(1) : S(0);
   } else if constexpr (A == Activation::Softplus) {
     return math::sigmoid(z);
   } else if constexpr (A == Activation::Sigmoid) {
@@ -155,7 +158,12 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
   for (int q = 0; q < D * L; ++q) in[0][q] = y[q];
   if (f.time_input)
     for (int l = 0; l < L; ++l) in[0][D * L + l] = t[l];
-  for (int i = 0; i < nl; ++i) {
+  const bool traced = grad_from_output<A> && f.trace != nullptr;  // eval at y left the activations
+  if (traced) {
+    S* tr = f.trace;
+    for (int i = 0; i + 1 < nl; tr += f.sizes[i + 1] * L, ++i) in[i + 1] = tr;
+  }
+  for (int i = 0; i < nl && !traced; ++i) {
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     const int wo = f.w_offset[i], bo = f.b_offset[i];
     // z_j = b_j + sum_k W_jk x_k, kJB units at a time (independent sums hide the add latency)
@@ -257,7 +265,12 @@ void mlp_vjp_lone(const MLP<S>& f, const S* t, const S* y, const S* p, const S* 
   S* __restrict gx = cursor + f.max_width;
   for (int d = 0; d < D; ++d) in[0][d] = y[d];
   if (f.time_input) in[0][D] = t[0];
-  for (int i = 0; i < nl; ++i) {
+  const bool traced = grad_from_output<A> && f.trace != nullptr;  // eval at y left the activations
+  if (traced) {
+    S* tr = f.trace;
+    for (int i = 0; i + 1 < nl; tr += f.sizes[i + 1], ++i) in[i + 1] = tr;
+  }
+  for (int i = 0; i < nl && !traced; ++i) {
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     S* __restrict z = pre[i];
     const S* __restrict x = in[i];

@@ -47,7 +47,10 @@ with ``processes=False`` — the thread count is left as ``odefast.set_num_threa
 Inputs may be NumPy arrays or dask arrays chunked along the batch only. NumPy inputs are cut
 into chunks and each chunk becomes part of the graph; for inputs of many MB per worker prefer
 dask arrays that the workers load or generate themselves (``da.from_zarr``, ``da.linspace``,
-``map_blocks``): the data then never passes through the client.
+``map_blocks``): the data then never passes through the client. ``compute()`` fetches each
+chunk as soon as it is done (transfers overlap the chunks still running), straight from the
+workers on a ``LocalCluster``, else as the client is configured (``direct_to_workers``); for
+ensembles too big for one machine, reduce the lazy arrays on the cluster instead.
 """
 from __future__ import annotations
 

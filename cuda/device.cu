@@ -1,16 +1,32 @@
-// Device discovery. The solver kernels (issue: CUDA backend) build on the same headers.
+// The CUDA backend's entry points (cuda/api.hpp): device discovery, and the dtype dispatch to
+// the kernels' launch code (solve.cuh, adjoint.cuh; instantiated per dtype in *_float*.cu).
+#include "api.hpp"
 #include "check.cuh"
 
-namespace odefast::cuda {
+namespace odefast::gpu {
 
-// Number of usable GPUs; 0 when there is no driver or no device (not an error: CPU only).
+template <class S> void solve_typed(const DynamicsSpec&, const Call&);              // solve_float*.cu
+template <class S> std::int64_t adjoint_typed(const DynamicsSpec&, const Call&);   // adjoint_float*.cu
+
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device / no driver" error
+    cudaGetLastError();  // clear the sticky "no device / no driver" error: CPU only, not a failure
     return 0;
   }
   return n;
 }
 
-}  // namespace odefast::cuda
+void solve(const DynamicsSpec& dynamics, const Call& call) {
+  if (call.dtype == "float32") return solve_typed<float>(dynamics, call);
+  if (call.dtype == "float64") return solve_typed<double>(dynamics, call);
+  throw std::invalid_argument("unsupported dtype '" + call.dtype + "'; supported: float32, float64");
+}
+
+std::int64_t adjoint(const DynamicsSpec& dynamics, const Call& call) {
+  if (call.dtype == "float32") return adjoint_typed<float>(dynamics, call);
+  if (call.dtype == "float64") return adjoint_typed<double>(dynamics, call);
+  throw std::invalid_argument("unsupported dtype '" + call.dtype + "'; supported: float32, float64");
+}
+
+}  // namespace odefast::gpu

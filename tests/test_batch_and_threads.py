@@ -108,6 +108,35 @@ def test_per_trajectory_params_equal_individual_solves(method, name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", DYNAMICS)
+@pytest.mark.parametrize("method", ("rk4", "dopri5"))
+@pytest.mark.parametrize("per_trajectory", (False, True), ids=["shared", "per-traj"])
+def test_gradient_batch_independence(method, name, dtype, per_trajectory):
+    """A trajectory's gradients (dL/dy0, its own dL/dparams) are bitwise the same alone (the
+    lone-trajectory vjp) and at any position of a batch (lane blocks, the tail after them)."""
+    f, sample, T = make(name, dtype)
+    rng = np.random.default_rng(21)
+    t = np.linspace(0.0, T, 3)
+    kw = kwargs(method, dtype)
+    P = f.params.shape[0]
+    y_star = sample(rng, 1).astype(dtype)
+    cot_star = rng.standard_normal((3, 1, y_star.shape[1])).astype(dtype)
+    p_star = f.params.astype(dtype)[None] if per_trajectory else None
+    alone = of.vjp(f, y_star, t, cot_star, params=p_star, **kw)
+    for B in (16, 19):
+        y0 = sample(rng, B).astype(dtype)
+        cot = rng.standard_normal((3, B, y0.shape[1])).astype(dtype)
+        params = np.tile(f.params.astype(dtype), (B, 1)) if per_trajectory else None
+        for pos in (0, 9, B - 1):
+            y0[pos], cot[:, pos] = y_star[0], cot_star[:, 0]
+            g = of.vjp(f, y0, t, cot, params=params, **kw)
+            assert np.array_equal(g.y0[pos], alone.y0[0]), f"B={B} pos={pos}: dL/dy0 differs"
+            if per_trajectory:
+                assert g.params.shape == (B, P)
+                assert np.array_equal(g.params[pos], alone.params[0]), f"B={B} pos={pos}: dL/dp"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("name", ("lorenz", "nbody", "mlp-tanh"))
 def test_identical_params_rows_equal_shared_params(name, dtype):
     """(B, P) params whose rows are all f.params give bitwise the shared-params solve."""

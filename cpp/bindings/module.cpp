@@ -7,16 +7,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/api.hpp"
 #include "odefast/api.hpp"
 #include "odefast/parallel.hpp"
 
 namespace py = pybind11;
-
-#ifdef ODEFAST_WITH_CUDA
-namespace odefast::cuda {
-int device_count();  // cuda/device.cu
-}
-#endif
 
 namespace {
 
@@ -331,6 +326,109 @@ py::object field(const py::dict& dynamics, const std::string& dtype, const py::a
   return py::make_tuple(gy, gp, gt);
 }
 
+// ---- the CUDA backend: kernels on the GPU, or (host=True) their per-trajectory bodies run on
+// the CPU (cuda/host_mirror.cpp), which the tests check without a GPU ----
+
+odefast::gpu::Buffer host_buffer(const py::array& a) {
+  return odefast::gpu::Buffer{const_cast<void*>(a.data()), std::size_t(a.nbytes()), false};
+}
+
+odefast::gpu::Call make_call(const odefast::DynamicsSpec& spec, const std::string& dtype, const std::string& method,
+                             const py::array& y0, const py::array& t, const py::array& params, double rtol,
+                             double atol, double dt, std::int64_t max_steps) {
+  const odefast::SolveRequest r = make_request(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  odefast::gpu::Call c;
+  c.dtype = dtype;
+  c.method = method;
+  c.batch = r.batch;
+  c.n_times = int(r.n_times);
+  c.n_params = int(r.n_params);
+  c.per_trajectory_params = r.per_trajectory_params;
+  c.control = r.control;
+  c.y0 = host_buffer(y0);
+  c.t = host_buffer(t);
+  c.params = host_buffer(params);
+  return c;
+}
+
+void require_cuda() {
+#ifndef ODEFAST_WITH_CUDA
+  throw std::runtime_error("this build of odefast has no CUDA kernels");
+#endif
+}
+
+py::tuple gpu_solve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                    const py::array& y0, const py::array& t, const py::array& params, double rtol, double atol,
+                    double dt, std::int64_t max_steps, bool host) {
+  if (!host) require_cuda();
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::gpu::Call c = make_call(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  odefast::SolveRequest r;
+  r.batch = c.batch;
+  r.n_times = c.n_times;
+  Outputs out(r, dtype, spec.dim);
+  c.ys = host_buffer(out.ys);
+  c.nfev = host_buffer(out.nfev);
+  c.steps = host_buffer(out.steps);
+  c.rejected = host_buffer(out.rejected);
+  c.status = host_buffer(out.status);
+  {
+    py::gil_scoped_release release;
+    if (host) odefast::gpu::host_solve(spec, c);
+#ifdef ODEFAST_WITH_CUDA
+    else odefast::gpu::solve(spec, c);
+#endif
+  }
+  return out.tuple();
+}
+
+// The discrete adjoint per trajectory: (ybar0 (B, D) without cot[0], pbar (P,) or (B, P),
+// gt (B, N) per-trajectory time gradients, n_overflow, and with host=True the recording
+// solve's (ys, nfev, steps, rejected, status); None on the GPU, which keeps them on the device).
+py::tuple gpu_adjoint(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                      const py::array& y0, const py::array& t, const py::array& params, const py::array& cot,
+                      double rtol, double atol, double dt, std::int64_t max_steps, std::int64_t tape_steps,
+                      std::int64_t memory_budget, bool host) {
+  if (!host) require_cuda();
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  odefast::gpu::Call c = make_call(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  const py::ssize_t B = c.batch, N = c.n_times, D = spec.dim, P = c.n_params;
+  if (cot.ndim() != 3 || cot.shape(0) != N || cot.shape(1) != B || cot.shape(2) != D)
+    throw py::value_error("cotangent: expected shape (N, B, D)");
+  data_of(cot, "cotangent", dtype);
+  if (tape_steps < 1) throw py::value_error("tape_steps: expected a positive number of steps");
+  if (memory_budget < 1) throw py::value_error("memory_budget: expected a positive number of bytes");
+  c.cot = host_buffer(cot);
+  c.tape_steps = tape_steps;
+  c.memory_budget = std::size_t(memory_budget);
+  py::array ybar0 = new_array(dtype, {B, D});
+  py::array pbar = c.per_trajectory_params ? new_array(dtype, {B, P}) : new_array(dtype, {P});
+  py::array gt = new_array(dtype, {B, N});
+  c.ybar0 = host_buffer(ybar0);
+  c.pbar = host_buffer(pbar);
+  c.gt = host_buffer(gt);
+  odefast::SolveRequest r;
+  r.batch = B;
+  r.n_times = N;
+  Outputs out(r, dtype, D);
+  if (host) {
+    c.ys = host_buffer(out.ys);
+    c.nfev = host_buffer(out.nfev);
+    c.steps = host_buffer(out.steps);
+    c.rejected = host_buffer(out.rejected);
+    c.status = host_buffer(out.status);
+  }
+  std::int64_t n_overflow = 0;
+  {
+    py::gil_scoped_release release;
+    if (host) n_overflow = odefast::gpu::host_adjoint(spec, c);
+#ifdef ODEFAST_WITH_CUDA
+    else n_overflow = odefast::gpu::adjoint(spec, c);
+#endif
+  }
+  return py::make_tuple(ybar0, pbar, gt, n_overflow, host ? py::object(out.tuple()) : py::object(py::none()));
+}
+
 py::dict tableau(const std::string& method) {
   const odefast::TableauData t = odefast::tableau(method);
   py::dict d;
@@ -369,7 +467,7 @@ py::dict build_info() {
 
 int cuda_device_count() {
 #ifdef ODEFAST_WITH_CUDA
-  return odefast::cuda::device_count();
+  return odefast::gpu::device_count();
 #else
   return 0;
 #endif
@@ -420,4 +518,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("tableau", &tableau, py::arg("method"));
   m.def("build_info", &build_info);
   m.def("cuda_device_count", &cuda_device_count);
+  m.def("gpu_solve", &gpu_solve, py::arg("dynamics"), py::arg("dtype"), py::arg("method"), py::arg("y0"),
+        py::arg("t"), py::arg("params"), py::arg("rtol"), py::arg("atol"), py::arg("dt"), py::arg("max_steps"),
+        py::arg("host") = false,
+        "solve with the CUDA kernels (host=True: their per-trajectory code on the CPU); as solve()");
+  m.def("gpu_adjoint", &gpu_adjoint, py::arg("dynamics"), py::arg("dtype"), py::arg("method"), py::arg("y0"),
+        py::arg("t"), py::arg("params"), py::arg("cotangent"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
+        py::arg("max_steps"), py::arg("tape_steps"), py::arg("memory_budget") = std::int64_t(1) << 30,
+        py::arg("host") = false,
+        "discrete adjoint with the CUDA kernels (host=True: on the CPU): (ybar0, pbar, gt (B, N), "
+        "n_overflow, recording solve's outputs or None)");
 }

@@ -20,7 +20,11 @@ from ._dynamics import PythonDynamics
 from ._grad import (Gradient, assemble, check_adjoint, check_cotangent, check_loss,
                     loss_cotangent)
 from ._problem import check_on_failure, finish, prepare
-from ._solve import check_device
+from ._solve import check_cuda_dynamics, check_device
+
+# GPU memory the discrete adjoint's kernels may use for tapes and work (the batch runs in
+# chunks that fit; a fixed partition, so results do not depend on the GPU's free memory).
+GPU_ADJOINT_MEMORY = 1 << 30
 
 
 def _field(pb, tt, y):
@@ -31,16 +35,21 @@ def _field(pb, tt, y):
 def _time_gradients(pb, ys, cot, ybar0):
     N, B = ys.shape[0], ys.shape[1]
     g = np.zeros(N, dtype=pb.dtype)
-    for i in range(1, N):
-        g[i] = np.sum(cot[i] * _field(pb, np.full(B, pb.t[i], pb.dtype), ys[i]))
-    g[0] = -np.sum(ybar0 * _field(pb, np.full(B, pb.t[0], pb.dtype), pb.y0))
+    with np.errstate(all="ignore"):  # failed trajectories' rows are inf/NaN (reported as NaN)
+        for i in range(1, N):
+            g[i] = np.sum(cot[i] * _field(pb, np.full(B, pb.t[i], pb.dtype), ys[i]))
+        g[0] = -np.sum(ybar0 * _field(pb, np.full(B, pb.t[0], pb.dtype), pb.y0))
     return g
 
 
-def _run(pb, cot_fn, adjoint, seminorm, on_failure):
+def _run(pb, cot_fn, adjoint, seminorm, on_failure, device="cpu"):
     """Forward solve, cotangent from cot_fn(sol) -> (cot (N, B, D), extra), then the adjoint."""
     spec, dt_name = pb.f._spec(), pb.dtype.name
     args = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
+    if seminorm and adjoint == "checkpoint":
+        raise ValueError("seminorm: only meaningful with adjoint='backsolve'")
+    if device == "cuda":
+        return _run_cuda(pb, cot_fn, adjoint, on_failure)
     if adjoint == "checkpoint":
         *out, tape = _core.solve_recording(spec, dt_name, pb.method, pb.y0, pb.t, pb.params, *args)
     else:
@@ -50,8 +59,6 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure):
     cot, extra = cot_fn(sol)
     # failed trajectories still go through the adjoint (cheaply: the checkpoint sweep skips
     # them, backsolve stops at their non-finite state); assemble() reports them as NaN
-    if seminorm and adjoint == "checkpoint":
-        raise ValueError("seminorm: only meaningful with adjoint='backsolve'")
     if adjoint == "checkpoint":
         ybar0, pbar = tape.backward(cot)
     else:
@@ -66,6 +73,33 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure):
     return assemble(pb, sol, cot, ybar0, pbar_rows, g_t, status, adjoint, on_failure), extra
 
 
+def _run_cuda(pb, cot_fn, adjoint, on_failure, host=False):
+    """The discrete adjoint on the GPU (host=True: the kernels' code on the CPU, for tests):
+    a plain GPU solve gives the solution and each trajectory's number of accepted steps, which
+    sizes the tapes exactly; then one kernel per chunk of trajectories re-solves with recording,
+    sweeps its steps backwards and forms its time gradients."""
+    if adjoint != "checkpoint":
+        raise ValueError("adjoint: device='cuda' computes the discrete adjoint; use "
+                         "adjoint='checkpoint' (or device='cpu' for 'backsolve')")
+    spec, dt_name = pb.f._spec(), pb.dtype.name
+    args = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
+    out = _core.gpu_solve(spec, dt_name, pb.method, pb.y0, pb.t, pb.params, *args, host=host)
+    status, steps = out[4], out[2]
+    sol = finish(pb, *out, on_failure="ignore")
+    cot, extra = cot_fn(sol)
+    ok = status == 0
+    tape_steps = max(1, int(steps[ok].max())) if ok.any() else 1
+    ybar0, pbar, gt_rows, n_overflow, _ = _core.gpu_adjoint(
+        spec, dt_name, pb.method, pb.y0, pb.t, pb.params, cot, *args, tape_steps=tape_steps,
+        memory_budget=GPU_ADJOINT_MEMORY, host=host)
+    if n_overflow:  # the recording solve must take the plain solve's steps
+        raise RuntimeError(f"odefast internal error: {n_overflow} trajectories took more steps in "
+                           f"the GPU adjoint's recording solve than in the forward solve")
+    pbar_rows = pbar if pbar.ndim == 2 else pbar[None, :]
+    g_t = gt_rows.sum(axis=0, dtype=np.float64)
+    return assemble(pb, sol, cot, ybar0, pbar_rows, g_t, status, adjoint, on_failure), extra
+
+
 def vjp(f, y0, t, cotangent, adjoint="checkpoint", method="dopri5", rtol=1e-6, atol=1e-8,
         dt=None, max_steps=None, params=None, device="cpu", seminorm=False,
         on_failure="warn") -> Gradient:
@@ -74,7 +108,8 @@ def vjp(f, y0, t, cotangent, adjoint="checkpoint", method="dopri5", rtol=1e-6, a
     Args:
         cotangent: dL/dys, the shape of sol.ys ((len(t), B, D) or (len(t), D) for 1-D y0).
         adjoint: 'checkpoint' (discrete, exact for the computed solution; default) or
-            'backsolve' (continuous adjoint, O(1) memory).
+            'backsolve' (continuous adjoint, O(1) memory; CPU only).
+        device: 'cpu' or 'cuda' (the checkpoint adjoint per trajectory in one GPU kernel).
         Other arguments as for :func:`odefast.solve`.
 
     Returns:
@@ -85,13 +120,14 @@ def vjp(f, y0, t, cotangent, adjoint="checkpoint", method="dopri5", rtol=1e-6, a
     adjoint = check_adjoint(adjoint)
     check_device(device)
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
+    check_cuda_dynamics(pb.f, device)
     cot = check_cotangent(cotangent, pb)
     if isinstance(pb.f, PythonDynamics):
         from . import reference
         return reference.vjp(f, y0, t, cotangent, adjoint=adjoint, method=method, rtol=rtol,
                              atol=atol, dt=dt, max_steps=max_steps, params=params,
                              seminorm=seminorm, on_failure=on_failure)
-    g, _ = _run(pb, lambda sol: (cot, None), adjoint, seminorm, on_failure)
+    g, _ = _run(pb, lambda sol: (cot, None), adjoint, seminorm, on_failure, device)
     return g
 
 
@@ -111,6 +147,7 @@ def value_and_grad(f, y0, t, loss, adjoint="checkpoint", method="dopri5", rtol=1
     adjoint = check_adjoint(adjoint)
     loss = check_loss(loss)
     check_device(device)
+    check_cuda_dynamics(f, device)
     if isinstance(f, PythonDynamics):
         from . import reference
         return reference.value_and_grad(f, y0, t, loss, adjoint=adjoint, method=method, rtol=rtol,
@@ -123,6 +160,6 @@ def value_and_grad(f, y0, t, loss, adjoint="checkpoint", method="dopri5", rtol=1
         value, cot, d_y0 = loss_cotangent(loss, sol, y0_user, pb)
         return cot, (value, d_y0)
 
-    g, (value, d_y0) = _run(pb, cot_fn, adjoint, seminorm, on_failure)
+    g, (value, d_y0) = _run(pb, cot_fn, adjoint, seminorm, on_failure, device)
     g.y0 = g.y0 + d_y0
     return value, g

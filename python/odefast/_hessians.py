@@ -24,7 +24,9 @@ from ._solve import check_device
 
 def _hvps(pb: Problem, loss, V_y0, V_p, adjoint, device="cpu"):
     """K Hessian-vector products at once: the backend of _second.hvp_driver / hessian_driver."""
-    check_device(device)
+    if check_device(device) == "cuda":
+        raise ValueError("device: second derivatives (hvp, hessian) run on the CPU in this "
+                         "release; use device='cpu'")
     spec, dtype = pb.f._spec(), pb.dtype.name
     controls = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
     V_y0 = np.ascontiguousarray(V_y0, dtype=pb.dtype)

@@ -7,23 +7,29 @@ from ._problem import Solution, check_on_failure, finish, prepare
 
 
 def cuda_available() -> bool:
-    """True when device='cuda' can run. The CUDA solver kernels are not in this release, so
-    this is False even where the CUDA sources were compiled and a GPU is visible."""
-    return False
+    """True when device='cuda' can run: the CUDA kernels were compiled into this build and a
+    GPU is visible."""
+    return bool(_core.build_info()["cuda_compiled"]) and _core.cuda_device_count() > 0
 
 
-def check_device(device) -> str:
+def check_device(device, what="solve") -> str:
+    """'cpu' or 'cuda' (only where it can run); `what` names the operation for the message."""
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":
         if not _core.build_info()["cuda_compiled"]:
             raise ValueError("device: 'cuda' requested but this build of odefast has no CUDA "
-                             "kernels (no CUDA compiler at build time, or ODEFAST_CUDA=OFF)")
+                             "kernels (no CUDA compiler at build time, or ODEFAST_CUDA=OFF); "
+                             "use device='cpu'")
         if _core.cuda_device_count() == 0:
             raise ValueError("device: 'cuda' requested but no CUDA GPU is visible; use device='cpu'")
-        raise ValueError("device: the CUDA solver kernels are not part of this release yet; "
-                         "use device='cpu'")
     return device
+
+
+def check_cuda_dynamics(f, device):
+    if device == "cuda" and isinstance(f, PythonDynamics):
+        raise ValueError("device: PythonDynamics is a NumPy vector field and runs on the CPU; "
+                         "use device='cpu' (or a built-in dynamics on the GPU)")
 
 
 def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=None,
@@ -41,7 +47,9 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
             for adaptive methods the initial step (default: automatic).
         max_steps: attempted steps per trajectory before status 1 (default 100000 adaptive).
         params: None (f.params), (P,) to replace them, or (B, P) per trajectory.
-        device: 'cpu' (or 'cuda' where available).
+        device: 'cpu', or 'cuda' (where odefast.backends()['cuda']): one GPU thread per
+            trajectory with the same steps, statuses and dense output as the CPU; NumPy arrays
+            in and out.
         on_failure: 'warn' (SolveWarning), 'raise' (SolveError) or 'ignore' when a trajectory fails.
 
     Returns:
@@ -50,7 +58,11 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
     on_failure = check_on_failure(on_failure)
     check_device(device)
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
-    if isinstance(pb.f, PythonDynamics):
+    check_cuda_dynamics(pb.f, device)
+    if device == "cuda":
+        out = _core.gpu_solve(pb.f._spec(), pb.dtype.name, pb.method, pb.y0, pb.t, pb.params,
+                              pb.rtol, pb.atol, pb.dt, pb.max_steps)
+    elif isinstance(pb.f, PythonDynamics):
         from .reference import _integrate  # the slow path: a NumPy vector field, in NumPy
         out = _integrate(pb)
     else:

@@ -247,7 +247,9 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
 
 // A lone trajectory (L = 1): every inner loop runs over contiguous memory without a
 // reduction, so it vectorises — the forward pass reads the packed (k-major) weights when the
-// parameters are shared, the backward pass reads W row by row.
+// parameters are shared, the backward pass reads W row by row. Each sum is formed with the
+// same fma chain, in the same order, as mlp_vjp's, so a trajectory's gradient does not depend
+// on whether it ran in a lane block or alone (its position in the batch).
 template <Activation A, class S>
 void mlp_vjp_lone(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy, S* gp,
                   S* gt, S* work) {
@@ -282,13 +284,13 @@ void mlp_vjp_lone(const MLP<S>& f, const S* t, const S* y, const S* p, const S* 
         const S* __restrict row = P + (k + 1) * po;
         const S xk = x[k];
         ODEFAST_LANES
-        for (int j = 0; j < n_out; ++j) z[j] += row[j] * xk;
+        for (int j = 0; j < n_out; ++j) z[j] = math::fma(row[j], xk, z[j]);
       }
     } else {
       const S* W = p + f.w_offset[i];
       for (int j = 0; j < n_out; ++j) {
         S acc = p[f.b_offset[i] + j];
-        for (int k = 0; k < n_in; ++k) acc += W[j * n_in + k] * x[k];
+        for (int k = 0; k < n_in; ++k) acc = math::fma(W[j * n_in + k], x[k], acc);
         z[j] = acc;
       }
     }
@@ -307,8 +309,8 @@ void mlp_vjp_lone(const MLP<S>& f, const S* t, const S* y, const S* p, const S* 
       gb[j] += gj;
       ODEFAST_LANES
       for (int k = 0; k < n_in; ++k) {
-        gW[j * n_in + k] += gj * x[k];
-        gx[k] += W[j * n_in + k] * gj;
+        gW[j * n_in + k] = math::fma(gj, x[k], gW[j * n_in + k]);
+        gx[k] = math::fma(W[j * n_in + k], gj, gx[k]);
       }
     }
     if (i > 0) {

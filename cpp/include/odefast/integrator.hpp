@@ -53,6 +53,18 @@ template <class Dyn, class = void> struct StaticDim : std::integral_constant<int
 template <class Dyn>
 struct StaticDim<Dyn, std::void_t<decltype(Dyn::kStaticDim)>> : std::integral_constant<int, Dyn::kStaticDim> {};
 
+// f.eval<L, PerLane>(t, y, dy, p), as an outlined call in device code (config.hpp:
+// ODEFAST_DEVICE_NOINLINE) unless the dimension is a compile-time constant.
+template <int L, bool PerLane, class Dyn, class S>
+ODEFAST_HD ODEFAST_DEVICE_NOINLINE void eval_outlined(const Dyn& f, const S* t, const S* y, S* dy, const S* p) {
+  f.template eval<L, PerLane>(t, y, dy, p);
+}
+template <int L, bool PerLane, class Dyn, class S>
+ODEFAST_HD ODEFAST_INLINE void eval_dynamics(const Dyn& f, const S* t, const S* y, S* dy, const S* p) {
+  if constexpr (StaticDim<Dyn>::value > 0) f.template eval<L, PerLane>(t, y, dy, p);
+  else eval_outlined<L, PerLane>(f, t, y, dy, p);
+}
+
 struct StepControl {
   double rtol = 1e-6, atol = 1e-8;
   double dt = 0;                  // fixed-step size; for adaptive methods the first step (0: auto)
@@ -165,7 +177,7 @@ class BlockIntegrator {
     return any;
   }
 
-  ODEFAST_HD ODEFAST_INLINE void eval(const S* t, const S* y, S* dy) { f_.template eval<L, PerLane>(t, y, dy, p_); }
+  ODEFAST_HD ODEFAST_INLINE void eval(const S* t, const S* y, S* dy) { eval_dynamics<L, PerLane>(f_, t, y, dy, p_); }
 
   // Compile-time weight vectors over the stages.
   template <int I> struct StageRow { static constexpr double w(int j) { return M::a[I][j]; } };
@@ -202,8 +214,9 @@ class BlockIntegrator {
       constexpr int i = im1 + 1;
       S ts[L];
       combine<StageRow<i>, true>(b.k, b.y, h, b.ytmp);
+      constexpr double ci = M::c[i];  // device code reads tableaus only in constant expressions
       ODEFAST_LANES
-      for (int l = 0; l < L; ++l) ts[l] = t[l] + S(M::c[i]) * h[l];
+      for (int l = 0; l < L; ++l) ts[l] = t[l] + S(ci) * h[l];
       if (fsal && i == s - 1)
         for (int q = 0; q < DL; ++q) b.ynew[q] = b.ytmp[q];
       eval(ts, b.ytmp, b.k + i * DL);
@@ -582,7 +595,10 @@ class BlockIntegrator {
       S B[s];
       static_for<s>([&](auto i) {
         S acc = S(0);
-        for (int j = M::dense_degree - 1; j >= 0; --j) acc = (acc + S(M::dense[i][j])) * theta;
+        static_for<M::dense_degree>([&](auto jr) {  // Horner, compile-time indices (see stages())
+          constexpr double dij = M::dense[i][M::dense_degree - 1 - int(jr)];
+          acc = (acc + S(dij)) * theta;
+        });
         B[i] = acc;
       });
       for (int d = 0; d < dim(); ++d) {

@@ -13,7 +13,7 @@ value+gradient of the W3 loss (mean squared distance of z(1) to targets), B in {
 Times are end to end through the public API: NumPy arrays in, NumPy arrays out (the copies
 to and from the GPU are included). Without a GPU it says so and exits (nothing is estimated).
 
-    python benchmarks/gpu.py [--quick] [--out FILE]
+    python benchmarks/gpu.py [--quick] [--out FILE] [--device cpu]
 """
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ G2_SIZES = (1024, 65536, 1048576)
 MLP_FLOPS_PER_EVAL = 8704
 
 
+def fmt(seconds):
+    return f"{seconds * 1e3:10.2f} ms" if seconds is not None else f"{'-':>13s}"
+
+
 def timed(fn, repeats):
     fn()  # warm-up (CUDA context, module load)
     times = []
@@ -56,6 +60,31 @@ def g1_odefast(N, adaptive, device, repeats):
     t = np.array([0.0, 1.0], dtype=np.float32)
     kw = dict(method="tsit5", rtol=1e-8, atol=1e-8) if adaptive else dict(method="rk4", dt=0.001)
     return timed(lambda: of.solve(f, z0, t, params=params, device=device, on_failure="ignore", **kw), repeats)
+
+
+def device_array_maker():
+    """to_device(ndarray) with PyTorch (CUDA) or CuPy, for zero-copy solves; None without."""
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return lambda a: torch.as_tensor(a, device="cuda")
+    except ImportError:
+        pass
+    try:
+        import cupy
+        return cupy.asarray
+    except ImportError:
+        return None
+
+
+def g1_odefast_on_device(to_device, N, adaptive, repeats):
+    """G1 with y0 and params already on the GPU and ys left there (no host copies)."""
+    f = of.Lorenz()
+    params = to_device(wl.lorenz_params(N).astype(np.float32))
+    z0 = to_device(wl.lorenz_z0(N).astype(np.float32))
+    t = np.array([0.0, 1.0], dtype=np.float32)
+    kw = dict(method="tsit5", rtol=1e-8, atol=1e-8) if adaptive else dict(method="rk4", dt=0.001)
+    return timed(lambda: of.solve(f, z0, t, params=params, device="cuda", on_failure="ignore", **kw), repeats)
 
 
 def g2_odefast(B, grad, device, repeats):
@@ -105,8 +134,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="the smaller sizes only")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=None, help="JSONL file for the records")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                    help="cpu: the same table on the CPU backend (a smoke test of this script)")
     args = ap.parse_args(argv)
-    if not of.backends()["cuda"]:
+    dev = args.device
+    if dev == "cuda" and not of.backends()["cuda"]:
         info = of.build_info()
         why = "no CUDA kernels in this build" if not info["cuda_compiled"] else "no CUDA GPU visible"
         print(f"gpu.py: {why} (odefast.backends()['cuda'] is False); nothing to measure")
@@ -114,30 +146,34 @@ def main(argv=None):
     records = []
     g1 = G1_SIZES[:3] if args.quick else G1_SIZES
     g2 = G2_SIZES[:2] if args.quick else G2_SIZES
-    peer = torch_peer()
-    print(f"{'case':46s} {'odefast cuda':>13s} {'odefast cpu':>12s} {'torchdiffeq':>12s}  notes")
+    if dev == "cpu":
+        g1, g2 = (8, 8192), (1024,)
+    on_gpu = dev == "cuda"
+    peer = torch_peer() if on_gpu else None
+    to_device = device_array_maker() if on_gpu else None
+    print("odefast cuda: NumPy in and out (copies included); zero-copy: CuPy/PyTorch arrays on the GPU")
+    print(f"{'case':46s} {'odefast ' + dev:>13s} {'zero-copy':>13s} {'odefast cpu':>13s} {'torchdiffeq':>13s}  notes")
     for adaptive in (False, True):
         for N in g1:
             name = f"G1 lorenz {'tsit5 1e-8' if adaptive else 'rk4 dt=1e-3'} N={N}"
-            gpu_s, sol = g1_odefast(N, adaptive, "cuda", args.repeats)
-            cpu_s = g1_odefast(N, adaptive, "cpu", 1)[0] if N <= 131072 else None
+            gpu_s, sol = g1_odefast(N, adaptive, dev, args.repeats)
+            dev_s = g1_odefast_on_device(to_device, N, adaptive, args.repeats)[0] if to_device else None
+            cpu_s = g1_odefast(N, adaptive, "cpu", 1)[0] if on_gpu and N <= 131072 else None
             tde_s = g1_torchdiffeq(peer, N, 1)[0] if peer and not adaptive and N <= 2097152 else None
             steps = float(np.mean(sol.stats["steps"]))
             rate = N * steps / gpu_s
-            records.append(dict(case=name, N=N, gpu_s=gpu_s, cpu_s=cpu_s, torchdiffeq_s=tde_s,
+            records.append(dict(case=name, device=dev, N=N, gpu_s=gpu_s, zero_copy_s=dev_s, cpu_s=cpu_s, torchdiffeq_s=tde_s,
                                 mean_steps=steps, trajectory_steps_per_s=rate,
                                 failed=int(np.sum(sol.status != 0))))
-            fmt = lambda x: f"{x * 1e3:10.2f} ms" if x is not None else f"{'-':>13s}"
-            print(f"{name:46s} {fmt(gpu_s)} {fmt(cpu_s)} {fmt(tde_s)}  {rate:.3g} trajectory-steps/s")
+            print(f"{name:46s} {fmt(gpu_s)} {fmt(dev_s)} {fmt(cpu_s)} {fmt(tde_s)}  {rate:.3g} trajectory-steps/s")
     for grad in (False, True):
         for B in g2:
             name = f"G2 mlp rk4x100 {'value+grad' if grad else 'forward'} B={B}"
-            gpu_s, _ = g2_odefast(B, grad, "cuda", args.repeats)
-            cpu_s = g2_odefast(B, grad, "cpu", 1)[0] if B <= 65536 else None
+            gpu_s, _ = g2_odefast(B, grad, dev, args.repeats)
+            cpu_s = g2_odefast(B, grad, "cpu", 1)[0] if on_gpu and B <= 65536 else None
             flops = B * 400 * MLP_FLOPS_PER_EVAL * (3 if grad else 1)  # backward ~ 2 forwards
-            records.append(dict(case=name, B=B, gpu_s=gpu_s, cpu_s=cpu_s, tflops=flops / gpu_s / 1e12))
-            fmt = lambda x: f"{x * 1e3:10.2f} ms" if x is not None else f"{'-':>13s}"
-            print(f"{name:46s} {fmt(gpu_s)} {fmt(cpu_s)} {'-':>12s}  {flops / gpu_s / 1e12:.2f} TFLOP/s")
+            records.append(dict(case=name, device=dev, B=B, gpu_s=gpu_s, cpu_s=cpu_s, tflops=flops / gpu_s / 1e12))
+            print(f"{name:46s} {fmt(gpu_s)} {fmt(None)} {fmt(cpu_s)} {fmt(None)}  {flops / gpu_s / 1e12:.2f} TFLOP/s")
     if args.out:
         with open(args.out, "w") as fh:
             for r in records:

@@ -34,6 +34,7 @@ struct Call {
   // ["steps"] is exact: the recording solve takes the same steps), and the bytes of GPU memory
   // for tapes and work; the batch runs in chunks that fit (a fixed partition: results do not
   // depend on the GPU's free memory).
+  int device_index = 0;  // the GPU that runs the call (device buffers must live on it)
   std::int64_t tape_steps = 0;
   std::size_t memory_budget = std::size_t(1) << 30;
 };

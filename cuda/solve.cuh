@@ -52,6 +52,9 @@ __global__ void __launch_bounds__(kSolveThreads) solve_kernel(Dyn f, SolveArgs<S
   }
 }
 
+// MLP, shared parameters in shared memory, every layer at most W wide, state dimension at most
+// kFusedMaxDim (the integrator's work is a local array sized by it, not by W).
+constexpr int kFusedMaxDim = 16;
 // MLP, shared parameters in shared memory, every layer at most W wide.
 template <class S, class M, int W>
 __global__ void __launch_bounds__(kSolveThreads) mlp_shared_kernel(MLP<S> f, SolveArgs<S> a) {
@@ -61,7 +64,7 @@ __global__ void __launch_bounds__(kSolveThreads) mlp_shared_kernel(MLP<S> f, Sol
   __syncthreads();
   const std::int64_t b = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= a.out.batch) return;
-  S work[trajectory_forward_work<M>(W)];
+  S work[trajectory_forward_work<M>(kFusedMaxDim)];  // the integrator's (s + 4) D, D <= kFusedMaxDim
   S scratch[2 * W];  // MLP::layer_generic's two layer buffers (max_width each)
   trajectory_solve<S, M>(f, a.y0 + b * f.dim(), a.t, a.n_times, static_cast<const S*>(sp), a.ctl, b, a.out,
                          work, scratch);
@@ -72,7 +75,7 @@ constexpr int kFusedWidths[] = {32, 64};
 
 template <class S, class M, int W>
 bool try_mlp_shared(const MLP<S>& f, const SolveArgs<S>& a, int device) {
-  if (f.max_width > W || (W == 64 && f.max_width <= 32)) return false;
+  if (f.max_width > W || (W == 64 && f.max_width <= 32) || f.dim() > kFusedMaxDim) return false;
   const std::size_t smem = std::size_t(a.P) * sizeof(S);
   int optin = 0;
   ODEFAST_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

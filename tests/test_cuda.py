@@ -9,6 +9,8 @@ Tests marked ``cuda`` run the kernels themselves and skip without a GPU.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import odefast as of
 import pytest
@@ -327,3 +329,89 @@ def test_gpu_failures_and_unsupported():
         of.hessian(f, y0[0], [0.0, 1.0], of.losses.Closure(), device="cuda")
     with pytest.raises(ValueError, match="device"):
         of.solve(of.PythonDynamics(lambda t, y, p: -y), [1.0], [0.0, 1.0], device="cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero-copy device arrays (CuPy / PyTorch): the checks, and the pointer entry point on the CPU
+# ---------------------------------------------------------------------------------------------
+
+class FakeDeviceArray:
+    """Stands in for a CuPy array: a __cuda_array_interface__ over host memory (never given
+    to a kernel: only the checks in odefast._cuda and the pointer plumbing run)."""
+    __module__ = "cupy._core.core"
+
+    def __init__(self, a, strides=None, mask=None):
+        self.a = a
+        self.device = SimpleNamespace(id=0)
+        self.__cuda_array_interface__ = {"shape": a.shape, "typestr": a.dtype.str, "version": 3,
+                                         "data": (a.ctypes.data, False), "strides": strides,
+                                         "mask": mask}
+
+
+def test_device_array_checks():
+    from odefast._cuda import describe, is_device_array
+    a = np.zeros((4, 3))
+    assert is_device_array(FakeDeviceArray(a)) and not is_device_array(a)
+    d = describe(FakeDeviceArray(a), "y0")
+    assert d.shape == (4, 3) and d.dtype == np.float64 and d.address == a.ctypes.data
+    with pytest.raises(TypeError, match="y0.*float32 or float64"):
+        describe(FakeDeviceArray(np.zeros((4, 3), np.int32)), "y0")
+    with pytest.raises(ValueError, match="y0.*C-contiguous"):
+        describe(FakeDeviceArray(a, strides=(8, 32)), "y0")
+    with pytest.raises(ValueError, match="masked"):
+        describe(FakeDeviceArray(a, mask=object()), "y0")
+    other = type("Foreign", (), {"__cuda_array_interface__": {}})()
+    with pytest.raises(TypeError, match="y0.*CuPy or PyTorch"):
+        describe(other, "y0")
+    with pytest.raises(ValueError, match="device"):  # device arrays want device='cuda'
+        of.solve(of.Lorenz(), FakeDeviceArray(np.ones((2, 3))), [0.0, 1.0])
+    with pytest.raises(ValueError if not of.backends()["cuda"] else TypeError, match="device|y0"):
+        of.solve(of.Lorenz(), np.ones((2, 3)), [0.0, 1.0], params=FakeDeviceArray(np.ones(3)),
+                 device="cuda")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("per", (False, True), ids=["shared", "per-traj"])
+def test_pointer_entry_matches_array_entry(dtype, per):
+    """gpu_solve_buffers (arrays as addresses: the zero-copy path) runs the same solve as
+    gpu_solve (NumPy arrays), bitwise, on the kernels' code on the CPU."""
+    f, y0, t, params = problem("mlp-tanh", dtype, 7, per)
+    pb = prepare(f, y0, t, "dopri5", 1e-6, 1e-8, None, None, params)
+    spec, ctl = pb.f._spec(), (pb.rtol, pb.atol, pb.dt, pb.max_steps)
+    want = _core.gpu_solve(spec, pb.dtype.name, "dopri5", pb.y0, pb.t, pb.params, *ctl, host=True)
+    ys = np.empty((len(t), 7, 2), dtype)
+    addr = lambda a: (a.ctypes.data, False)  # noqa: E731
+    got = _core.gpu_solve_buffers(spec, pb.dtype.name, "dopri5", 7, len(t), f.n_params, per,
+                                  addr(pb.y0), addr(pb.t), addr(pb.params), addr(ys), *ctl, host=True)
+    np.testing.assert_array_equal(ys, want[0])
+    for a, b in zip(got, want[1:]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="y0: null"):
+        _core.gpu_solve_buffers(spec, pb.dtype.name, "dopri5", 7, len(t), f.n_params, per, (0, False),
+                                addr(pb.t), addr(pb.params), addr(ys), *ctl, host=True)
+    with pytest.raises(ValueError, match="ys: device memory"):
+        _core.gpu_solve_buffers(spec, pb.dtype.name, "dopri5", 7, len(t), f.n_params, per, addr(pb.y0),
+                                addr(pb.t), addr(pb.params), (ys.ctypes.data, True), *ctl, host=True)
+
+
+@pytest.mark.cuda
+def test_gpu_zero_copy_with_torch_or_cupy():
+    """Device arrays in, sol.ys on the same GPU out, equal to the NumPy path."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            raise ImportError
+        to_dev = lambda a: torch.as_tensor(a, device="cuda")  # noqa: E731
+        to_host = lambda x: x.cpu().numpy()  # noqa: E731
+    except ImportError:
+        cupy = pytest.importorskip("cupy", reason="neither PyTorch with CUDA nor CuPy is installed")
+        to_dev, to_host = cupy.asarray, cupy.asnumpy
+    f, y0, t, params = problem("lorenz", np.float32, 1000, True)
+    kw = dict(method="tsit5", rtol=1e-6, atol=1e-6, device="cuda")
+    want = of.solve(f, y0, t, params=params, **kw)
+    got = of.solve(f, to_dev(y0), t, params=to_dev(params), **kw)
+    assert type(got.ys).__module__.split(".")[0] in ("torch", "cupy")
+    np.testing.assert_array_equal(to_host(got.ys), want.ys)
+    np.testing.assert_array_equal(got.status, want.status)
+    got_host_params = of.solve(f, to_dev(y0), to_dev(t), params=params, **kw)
+    np.testing.assert_array_equal(to_host(got_host_params.ys), want.ys)

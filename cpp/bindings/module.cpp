@@ -4,8 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "cuda/api.hpp"
 #include "odefast/api.hpp"
@@ -359,10 +361,11 @@ void require_cuda() {
 
 py::tuple gpu_solve(const py::dict& dynamics, const std::string& dtype, const std::string& method,
                     const py::array& y0, const py::array& t, const py::array& params, double rtol, double atol,
-                    double dt, std::int64_t max_steps, bool host) {
+                    double dt, std::int64_t max_steps, bool host, int device_index) {
   if (!host) require_cuda();
   const odefast::DynamicsSpec spec = parse_spec(dynamics);
   odefast::gpu::Call c = make_call(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  c.device_index = device_index;
   odefast::SolveRequest r;
   r.batch = c.batch;
   r.n_times = c.n_times;
@@ -382,16 +385,69 @@ py::tuple gpu_solve(const py::dict& dynamics, const std::string& dtype, const st
   return out.tuple();
 }
 
+// Zero-copy solve: every array is (address, on_device) -- device memory from CuPy / PyTorch
+// (__cuda_array_interface__, checked in odefast/_cuda.py) is used in place, host memory is
+// copied. Shapes: y0 (B, D), t (N,), params (P,) or (B, P), ys (N, B, D), all C-contiguous.
+// Returns (nfev, steps, rejected, status) as NumPy arrays.
+py::tuple gpu_solve_buffers(const py::dict& dynamics, const std::string& dtype, const std::string& method,
+                            std::int64_t batch, int n_times, int n_params, bool per_trajectory,
+                            std::pair<std::uintptr_t, bool> y0, std::pair<std::uintptr_t, bool> t,
+                            std::pair<std::uintptr_t, bool> params, std::pair<std::uintptr_t, bool> ys,
+                            double rtol, double atol, double dt, std::int64_t max_steps, int device_index,
+                            bool host) {
+  if (!host) require_cuda();
+  const odefast::DynamicsSpec spec = parse_spec(dynamics);
+  if (dtype != "float32" && dtype != "float64") throw py::value_error("dtype: expected float32 or float64");
+  if (batch < 0 || n_times < 1 || n_params < 0) throw py::value_error("batch, n_times, n_params: out of range");
+  const std::size_t sz = dtype == "float32" ? 4 : 8, D = std::size_t(spec.dim);
+  auto buffer = [&](const std::pair<std::uintptr_t, bool>& a, std::size_t n, const char* name) {
+    if (a.first == 0 && n > 0) throw py::value_error(std::string(name) + ": null pointer");
+    if (host && a.second) throw py::value_error(std::string(name) + ": device memory given to the host mirror");
+    return odefast::gpu::Buffer{reinterpret_cast<void*>(a.first), n * sz, a.second};
+  };
+  odefast::gpu::Call c;
+  c.dtype = dtype;
+  c.method = method;
+  c.batch = batch;
+  c.n_times = n_times;
+  c.n_params = n_params;
+  c.per_trajectory_params = per_trajectory;
+  c.control.rtol = rtol;
+  c.control.atol = atol;
+  c.control.dt = dt;
+  c.control.max_steps = max_steps;
+  c.device_index = device_index;
+  c.y0 = buffer(y0, std::size_t(batch) * D, "y0");
+  c.t = buffer(t, std::size_t(n_times), "t");
+  c.params = buffer(params, std::size_t(n_params) * (per_trajectory ? std::size_t(batch) : 1), "params");
+  c.ys = buffer(ys, std::size_t(n_times) * std::size_t(batch) * D, "ys");
+  py::array_t<std::int64_t> nfev(batch), steps(batch), rejected(batch);
+  py::array_t<std::int32_t> status(batch);
+  c.nfev = host_buffer(nfev);
+  c.steps = host_buffer(steps);
+  c.rejected = host_buffer(rejected);
+  c.status = host_buffer(status);
+  {
+    py::gil_scoped_release release;
+    if (host) odefast::gpu::host_solve(spec, c);
+#ifdef ODEFAST_WITH_CUDA
+    else odefast::gpu::solve(spec, c);
+#endif
+  }
+  return py::make_tuple(nfev, steps, rejected, status);
+}
+
 // The discrete adjoint per trajectory: (ybar0 (B, D) without cot[0], pbar (P,) or (B, P),
 // gt (B, N) per-trajectory time gradients, n_overflow, and with host=True the recording
 // solve's (ys, nfev, steps, rejected, status); None on the GPU, which keeps them on the device).
 py::tuple gpu_adjoint(const py::dict& dynamics, const std::string& dtype, const std::string& method,
                       const py::array& y0, const py::array& t, const py::array& params, const py::array& cot,
                       double rtol, double atol, double dt, std::int64_t max_steps, std::int64_t tape_steps,
-                      std::int64_t memory_budget, bool host) {
+                      std::int64_t memory_budget, bool host, int device_index) {
   if (!host) require_cuda();
   const odefast::DynamicsSpec spec = parse_spec(dynamics);
   odefast::gpu::Call c = make_call(spec, dtype, method, y0, t, params, rtol, atol, dt, max_steps);
+  c.device_index = device_index;
   const py::ssize_t B = c.batch, N = c.n_times, D = spec.dim, P = c.n_params;
   if (cot.ndim() != 3 || cot.shape(0) != N || cot.shape(1) != B || cot.shape(2) != D)
     throw py::value_error("cotangent: expected shape (N, B, D)");
@@ -520,12 +576,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", &cuda_device_count);
   m.def("gpu_solve", &gpu_solve, py::arg("dynamics"), py::arg("dtype"), py::arg("method"), py::arg("y0"),
         py::arg("t"), py::arg("params"), py::arg("rtol"), py::arg("atol"), py::arg("dt"), py::arg("max_steps"),
-        py::arg("host") = false,
+        py::arg("host") = false, py::arg("device_index") = 0,
         "solve with the CUDA kernels (host=True: their per-trajectory code on the CPU); as solve()");
+  m.def("gpu_solve_buffers", &gpu_solve_buffers, py::arg("dynamics"), py::arg("dtype"), py::arg("method"),
+        py::arg("batch"), py::arg("n_times"), py::arg("n_params"), py::arg("per_trajectory"), py::arg("y0"),
+        py::arg("t"), py::arg("params"), py::arg("ys"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
+        py::arg("max_steps"), py::arg("device_index") = 0, py::arg("host") = false,
+        "zero-copy solve: arrays as (address, on_device); returns (nfev, steps, rejected, status)");
   m.def("gpu_adjoint", &gpu_adjoint, py::arg("dynamics"), py::arg("dtype"), py::arg("method"), py::arg("y0"),
         py::arg("t"), py::arg("params"), py::arg("cotangent"), py::arg("rtol"), py::arg("atol"), py::arg("dt"),
         py::arg("max_steps"), py::arg("tape_steps"), py::arg("memory_budget") = std::int64_t(1) << 30,
-        py::arg("host") = false,
+        py::arg("host") = false, py::arg("device_index") = 0,
         "discrete adjoint with the CUDA kernels (host=True: on the CPU): (ybar0, pbar, gt (B, N), "
         "n_overflow, recording solve's outputs or None)");
 }

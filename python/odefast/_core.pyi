@@ -81,12 +81,18 @@ def build_info() -> Dict[str, Any]:
     """version, compiler, flags, openmp, threads, cuda_compiled, cuda_archs (comma-separated)."""
 def cuda_device_count() -> int: ...
 def gpu_solve(dynamics: Dict[str, Any], dtype: str, method: str, y0: _F, t: _F, params: _F,
-              rtol: float, atol: float, dt: float, max_steps: int, host: bool = False
-              ) -> Tuple[_F, _I64, _I64, _I64, _I32]:
+              rtol: float, atol: float, dt: float, max_steps: int, host: bool = False,
+              device_index: int = 0) -> Tuple[_F, _I64, _I64, _I64, _I32]:
     """As solve, with the CUDA kernels (host=True: their per-trajectory code on the CPU)."""
+def gpu_solve_buffers(dynamics: Dict[str, Any], dtype: str, method: str, batch: int, n_times: int,
+                      n_params: int, per_trajectory: bool, y0: Tuple[int, bool], t: Tuple[int, bool],
+                      params: Tuple[int, bool], ys: Tuple[int, bool], rtol: float, atol: float,
+                      dt: float, max_steps: int, device_index: int = 0, host: bool = False
+                      ) -> Tuple[_I64, _I64, _I64, _I32]:
+    """Zero-copy solve: arrays as (address, on_device); ys (N, B, D) is written in place."""
 def gpu_adjoint(dynamics: Dict[str, Any], dtype: str, method: str, y0: _F, t: _F, params: _F,
                 cotangent: _F, rtol: float, atol: float, dt: float, max_steps: int,
-                tape_steps: int, memory_budget: int = ..., host: bool = False
-                ) -> Tuple[_F, _F, _F, int, Optional[Tuple[_F, _I64, _I64, _I64, _I32]]]:
+                tape_steps: int, memory_budget: int = ..., host: bool = False,
+                device_index: int = 0) -> Tuple[_F, _F, _F, int, Optional[Tuple[_F, _I64, _I64, _I64, _I32]]]:
     """Discrete adjoint per trajectory on the GPU (host=True: on the CPU): ybar0 (B, D) without
     cotangent[0], pbar (P,) or (B, P), gt (B, N), n_overflow, recording solve's outputs (host)."""

@@ -1,7 +1,7 @@
 """odefast.solve: batched explicit Runge–Kutta solves in the compiled core."""
 from __future__ import annotations
 
-from . import _core
+from . import _core, _cuda
 from ._dynamics import PythonDynamics
 from ._problem import Solution, check_on_failure, finish, prepare
 
@@ -48,8 +48,9 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
         max_steps: attempted steps per trajectory before status 1 (default 100000 adaptive).
         params: None (f.params), (P,) to replace them, or (B, P) per trajectory.
         device: 'cpu', or 'cuda' (where odefast.backends()['cuda']): one GPU thread per
-            trajectory with the same steps, statuses and dense output as the CPU; NumPy arrays
-            in and out.
+            trajectory with the same steps, statuses and dense output as the CPU. NumPy arrays
+            are copied to the GPU and back; a CuPy array or PyTorch CUDA tensor y0 (and params,
+            t) is used in place and sol.ys is returned on the GPU as the same kind of array.
         on_failure: 'warn' (SolveWarning), 'raise' (SolveError) or 'ignore' when a trajectory fails.
 
     Returns:
@@ -57,6 +58,16 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
     """
     on_failure = check_on_failure(on_failure)
     check_device(device)
+    if _cuda.is_device_array(y0) or _cuda.is_device_array(params) or _cuda.is_device_array(t):
+        if device != "cuda":
+            raise ValueError("device: CUDA device arrays were given; pass device='cuda' (or NumPy "
+                             "arrays for device='cpu')")
+        if not _cuda.is_device_array(y0):
+            raise TypeError("y0: params or t is a CUDA device array, so y0 must be one too "
+                            "(device arrays in, sol.ys on the device out)")
+        check_cuda_dynamics(f, device)
+        return _cuda.solve_device_arrays(f, y0, t, method, rtol, atol, dt, max_steps, params,
+                                         on_failure)
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
     check_cuda_dynamics(pb.f, device)
     if device == "cuda":

@@ -140,7 +140,7 @@ template <Activation A, class S> ODEFAST_HD void activate_array(const S* __restr
 template <Activation A, int L, bool PerLane, class S>
 ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy,
                         S* gp, S* gt, S* work) {
-  constexpr int kJB = 4;
+  constexpr int kJB = 4, kKB = 8;
   const int nl = f.n_layers, D = f.dim();
   // forward, keeping each layer's input x_i and pre-activation z_i
   S* in[MLP<S>::kMaxLayers];
@@ -222,13 +222,14 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
         }
       }
     }
-    // gx = W^T g: kJB inputs at a time, their sums over j kept in registers
-    for (int k0 = 0; k0 < n_in; k0 += kJB) {
-      const int nk = n_in - k0 < kJB ? n_in - k0 : kJB;
-      S acc[kJB][L] = {};
+    // gx = W^T g: kKB inputs at a time, their sums over j kept in registers (kKB independent
+    // fma chains: enough to cover the fma latency at two fma per cycle)
+    for (int k0 = 0; k0 < n_in; k0 += kKB) {
+      const int nk = n_in - k0 < kKB ? n_in - k0 : kKB;
+      S acc[kKB][L] = {};
       for (int j = 0; j < n_out; ++j) {
         const S* gj = g + j * L;
-        for (int kk = 0; kk < kJB; ++kk) {
+        for (int kk = 0; kk < kKB; ++kk) {
           const int k = k0 + (kk < nk ? kk : 0);
           ODEFAST_LANES
           for (int l = 0; l < L; ++l) acc[kk][l] = math::fma(param<L, PerLane>(p, wo + j * n_in + k, l), gj[l], acc[kk][l]);

@@ -133,6 +133,29 @@ template <Activation A, class S> ODEFAST_HD void activate_array(const S* __restr
   for (; j < n; ++j) h[j] = activate<A>(z[j]);
 }
 
+#if ODEFAST_HAVE_AVX512
+// Shared-weight cotangent of JB rows of a layer: gw[jj n_in + k] += sum_l g[jj][l] xT[l n_in + k]
+// (one fma per lane, lanes in order), a register of inputs k at a time; returns the first k it
+// left (the tail). Written with registers because compilers vectorise the scalar form over
+// the rows jj instead.
+template <int JB, int L, class S>
+ODEFAST_INLINE int weight_cotangent_registers(const S (&g)[JB][L], int nj, const S* xT, int n_in, S* gw) {
+  using V = simd::Pack<S>;
+  using reg = typename V::reg;
+  int k = 0;
+  for (; k + V::width <= n_in; k += V::width) {
+    reg sum[JB];
+    for (int jj = 0; jj < JB; ++jj) sum[jj] = jj < nj ? V::load(gw + jj * n_in + k) : V::broadcast(S(0));
+    for (int l = 0; l < L; ++l) {
+      const reg x = V::load(xT + l * n_in + k);
+      for (int jj = 0; jj < JB; ++jj) sum[jj] = V::fma(V::broadcast(g[jj][l]), x, sum[jj]);
+    }
+    for (int jj = 0; jj < nj; ++jj) V::store(gw + jj * n_in + k, sum[jj]);
+  }
+  return k;
+}
+#endif
+
 // L lanes: every inner loop runs over the lanes (one vector of trajectories). With shared
 // weights the weight cotangent is summed over the lanes as it is formed: for each unit j,
 // gW[j, :] += sum_l g_jl x_l^T over the inputs of the lanes transposed (xT), so each stored
@@ -140,7 +163,7 @@ template <Activation A, class S> ODEFAST_HD void activate_array(const S* __restr
 template <Activation A, int L, bool PerLane, class S>
 ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, const S* a, S* gy,
                         S* gp, S* gt, S* work) {
-  constexpr int kJB = 4, kKB = 8;
+  constexpr int kJB = 4, kKB = 8, kGB = 8;
   const int nl = f.n_layers, D = f.dim();
   // forward, keeping each layer's input x_i and pre-activation z_i
   S* in[MLP<S>::kMaxLayers];
@@ -203,20 +226,23 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
           ODEFAST_LANES
           for (int l = 0; l < L; ++l) gw[l] = math::fma(g[j * L + l], x[k * L + l], gw[l]);
         }
-    } else {  // kJB rows of gW at a time, vectorised over the inputs k; lanes summed in order
-      for (int j0 = 0; j0 < n_out; j0 += kJB) {
-        const int nj = n_out - j0 < kJB ? n_out - j0 : kJB;
-        S gjl[kJB][L];
-        for (int jj = 0; jj < kJB; ++jj)
+    } else {  // kGB rows of gW at a time, vectorised over the inputs k; lanes summed in order
+      for (int j0 = 0; j0 < n_out; j0 += kGB) {
+        const int nj = n_out - j0 < kGB ? n_out - j0 : kGB;
+        S gjl[kGB][L];
+        for (int jj = 0; jj < kGB; ++jj)
           for (int l = 0; l < L; ++l) gjl[jj][l] = jj < nj ? g[(j0 + jj) * L + l] : S(0);
         S* gw = gp + wo + j0 * n_in;
-        ODEFAST_LANES
-        for (int k = 0; k < n_in; ++k) {
-          S sum[kJB];
-          for (int jj = 0; jj < kJB; ++jj) sum[jj] = jj < nj ? gw[jj * n_in + k] : S(0);
+        int k = 0;
+#if ODEFAST_HAVE_AVX512
+        if constexpr (simd::has_pack<S>) k = weight_cotangent_registers(gjl, nj, xT, n_in, gw);
+#endif
+        for (; k < n_in; ++k) {  // the same sums, one input at a time (the tail, dual numbers)
+          S sum[kGB];
+          for (int jj = 0; jj < kGB; ++jj) sum[jj] = jj < nj ? gw[jj * n_in + k] : S(0);
           for (int l = 0; l < L; ++l) {
             const S xk = xT[l * n_in + k];
-            for (int jj = 0; jj < kJB; ++jj) sum[jj] = math::fma(gjl[jj][l], xk, sum[jj]);
+            for (int jj = 0; jj < kGB; ++jj) sum[jj] = math::fma(gjl[jj][l], xk, sum[jj]);
           }
           for (int jj = 0; jj < nj; ++jj) gw[jj * n_in + k] = sum[jj];
         }

@@ -207,6 +207,24 @@ def test_kernel_failures_match_cpu():
     np.testing.assert_allclose(gpu.y0[ok], cpu.y0[ok], rtol=1e-12)
 
 
+def test_kernel_failed_trajectory_longer_than_the_tape():
+    """A trajectory that fails after more steps than any successful one (the tape is sized
+    from those) gets NaN gradients; the others are exact."""
+    f = of.Linear(np.array([[-1.0, 0.0], [0.0, -50.0]]))
+    y0 = np.array([[1.0, 1.0], [1.0, 1.0]])
+    params = np.tile(f.params, (2, 1))
+    params[1, 3] = -5000.0  # stiff: many short steps, then max_steps
+    t = np.array([0.0, 1.0])
+    kw = dict(method="dopri5", max_steps=400)
+    cpu = of.vjp(f, y0, t, np.ones((2, 2, 2)), params=params, on_failure="ignore", **kw)
+    gpu = mirror_vjp(f, y0, t, np.ones((2, 2, 2)), params=params, **kw)
+    assert list(gpu.status) == [0, 1] and list(cpu.status) == [0, 1]
+    assert gpu.solution.stats["steps"][1] > gpu.solution.stats["steps"][0]
+    assert np.all(np.isnan(gpu.y0[1])) and np.all(np.isnan(gpu.params[1]))
+    np.testing.assert_allclose(gpu.y0[0], cpu.y0[0], rtol=1e-12)
+    np.testing.assert_allclose(gpu.params[0], cpu.params[0], rtol=1e-12)
+
+
 def test_kernel_decreasing_times_and_dense_outputs():
     """Backwards in time, and many outputs inside steps (dense output): as the CPU."""
     f, y0, _, _ = problem("mlp-tanh", np.float64, 5, False)

@@ -7,8 +7,8 @@
 // value c (0: t, 1: h, 2 + d: y_d) is at base[(n (D + 2) + c) stride], so with stride = the
 // number of trajectories and trajectory b's base at b, the threads of a warp touch adjacent
 // words (coalesced). The tape holds `capacity` steps; a trajectory that takes more sets
-// `overflow` (the caller sizes the tape from a plain solve's accepted-step counts, so this only
-// flags a bug, and the gradient is not computed).
+// `overflow` (the caller sizes the tape from a plain solve's accepted-step counts of the
+// successful trajectories, so for them this only flags a bug; the gradient is not computed).
 //
 // Reverse (the discrete adjoint of adjoint.hpp, for one trajectory): for one step
 //     Y_i = y + h sum_{j<i} a_ij k_j,   k_i = f(t + c_i h, Y_i),   y' = y + h sum_i b_i k_i
@@ -242,7 +242,9 @@ ODEFAST_HD void trajectory_adjoint(const Dyn& f, const TrajectoryAdjointArgs<S>&
   tape.capacity = a.tape_capacity;
   tape.D = D;
   trajectory_solve<S, M>(f, y0, a.t, a.n_times, p, a.ctl, r, a.out, work, scratch, &tape);
-  a.overflow[r] = tape.overflow ? 1 : 0;
+  // a failed trajectory may take more steps than the tape holds (the caller sizes it from the
+  // successful ones): it gets no gradient either way, so only a successful one can overflow
+  a.overflow[r] = tape.overflow && a.out.status[r] == kSuccess ? 1 : 0;
   if (tape.overflow || a.out.status[r] != kSuccess) {  // no gradient (reported as NaN upstream)
     for (int d = 0; d < D; ++d) ybar0[d] = S(0);
     for (int i = 0; i < a.n_times; ++i) gt[i] = S(0);

@@ -353,6 +353,15 @@ odefast::gpu::Call make_call(const odefast::DynamicsSpec& spec, const std::strin
   return c;
 }
 
+// The solve outputs of a call (ys, counters, status) in NumPy arrays.
+void attach_outputs(const Outputs& out, odefast::gpu::Call& c) {
+  c.ys = host_buffer(out.ys);
+  c.nfev = host_buffer(out.nfev);
+  c.steps = host_buffer(out.steps);
+  c.rejected = host_buffer(out.rejected);
+  c.status = host_buffer(out.status);
+}
+
 void require_cuda() {
 #ifndef ODEFAST_WITH_CUDA
   throw std::runtime_error("this build of odefast has no CUDA kernels");
@@ -370,11 +379,7 @@ py::tuple gpu_solve(const py::dict& dynamics, const std::string& dtype, const st
   r.batch = c.batch;
   r.n_times = c.n_times;
   Outputs out(r, dtype, spec.dim);
-  c.ys = host_buffer(out.ys);
-  c.nfev = host_buffer(out.nfev);
-  c.steps = host_buffer(out.steps);
-  c.rejected = host_buffer(out.rejected);
-  c.status = host_buffer(out.status);
+  attach_outputs(out, c);
   {
     py::gil_scoped_release release;
     if (host) odefast::gpu::host_solve(spec, c);
@@ -467,13 +472,7 @@ py::tuple gpu_adjoint(const py::dict& dynamics, const std::string& dtype, const 
   r.batch = B;
   r.n_times = N;
   Outputs out(r, dtype, D);
-  if (host) {
-    c.ys = host_buffer(out.ys);
-    c.nfev = host_buffer(out.nfev);
-    c.steps = host_buffer(out.steps);
-    c.rejected = host_buffer(out.rejected);
-    c.status = host_buffer(out.status);
-  }
+  if (host) attach_outputs(out, c);
   std::int64_t n_overflow = 0;
   {
     py::gil_scoped_release release;

@@ -144,8 +144,6 @@ def solve_device_arrays(f, y0, t, method, rtol, atol, dt, max_steps, params, on_
     if p_dev is None and pb.params.ndim == 2:
         p_full = np.ascontiguousarray(np.asarray(p_full, dtype=pb.dtype))
         check_finite(p_full, "params")
-    if pb.dtype != y.dtype:
-        raise TypeError("y0: expected a float32 or float64 device array")
     indices = {a.device_index for a in arrays.values()}
     if len(indices) > 1:
         raise ValueError(f"y0, t, params: device arrays on different GPUs {sorted(indices)}")

@@ -161,7 +161,7 @@ def solve_device_arrays(f, y0, t, method, rtol, atol, dt, max_steps, params, on_
     ys_addr = describe(ys, "ys").address
     _synchronize(y)
     nfev, steps, rejected, status = _core.gpu_solve_buffers(
-        pb.f._spec(), pb.dtype.name, pb.method, B, N, f.n_params, per_trajectory,
+        pb.f._spec(), pb.dtype_name, pb.method, B, N, f.n_params, per_trajectory,
         (y.address, True), (pb.t.ctypes.data, False), params_buf, (ys_addr, True),
         pb.rtol, pb.atol, pb.dt, pb.max_steps, device_index=y.device_index)
     pb = dataclasses.replace(pb, squeeze=squeeze)

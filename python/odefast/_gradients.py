@@ -28,7 +28,7 @@ GPU_ADJOINT_MEMORY = 1 << 30
 
 
 def _field(pb, tt, y):
-    return _core.field(pb.f._spec(), pb.dtype.name, np.ascontiguousarray(tt), np.ascontiguousarray(y),
+    return _core.field(pb.f._spec(), pb.dtype_name, np.ascontiguousarray(tt), np.ascontiguousarray(y),
                        pb.params)
 
 
@@ -44,7 +44,7 @@ def _time_gradients(pb, ys, cot, ybar0):
 
 def _run(pb, cot_fn, adjoint, seminorm, on_failure, device="cpu"):
     """Forward solve, cotangent from cot_fn(sol) -> (cot (N, B, D), extra), then the adjoint."""
-    spec, dt_name = pb.f._spec(), pb.dtype.name
+    spec, dt_name = pb.f._spec(), pb.dtype_name
     args = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
     if seminorm and adjoint == "checkpoint":
         raise ValueError("seminorm: only meaningful with adjoint='backsolve'")
@@ -81,7 +81,7 @@ def _run_cuda(pb, cot_fn, adjoint, on_failure, host=False):
     if adjoint != "checkpoint":
         raise ValueError("adjoint: device='cuda' computes the discrete adjoint; use "
                          "adjoint='checkpoint' (or device='cpu' for 'backsolve')")
-    spec, dt_name = pb.f._spec(), pb.dtype.name
+    spec, dt_name = pb.f._spec(), pb.dtype_name
     args = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
     out = _core.gpu_solve(spec, dt_name, pb.method, pb.y0, pb.t, pb.params, *args, host=host)
     status, steps = out[4], out[2]

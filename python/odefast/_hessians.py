@@ -27,7 +27,7 @@ def _hvps(pb: Problem, loss, V_y0, V_p, adjoint, device="cpu"):
     if check_device(device) == "cuda":
         raise ValueError("device: second derivatives (hvp, hessian) run on the CPU in this "
                          "release; use device='cpu'")
-    spec, dtype = pb.f._spec(), pb.dtype.name
+    spec, dtype = pb.f._spec(), pb.dtype_name
     controls = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
     V_y0 = np.ascontiguousarray(V_y0, dtype=pb.dtype)
     V_p = np.ascontiguousarray(V_p, dtype=pb.dtype)

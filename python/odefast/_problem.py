@@ -20,6 +20,7 @@ STATUS_MESSAGES = {
        "and parameters, or shorten t)",
 }
 DEFAULT_MAX_STEPS = 100_000
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 class SolveWarning(RuntimeWarning):
@@ -43,6 +44,11 @@ class Problem:
     max_steps: int
     squeeze: bool             # y0 was 1-D
     dtype: np.dtype = field(default=np.dtype(np.float64))
+
+    @property
+    def dtype_name(self) -> str:
+        """'float32' or 'float64' (np.dtype.name is slow enough to show in a small solve)."""
+        return "float32" if self.dtype == np.float32 else "float64"
 
     @property
     def adaptive(self) -> bool:
@@ -71,7 +77,7 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
         dt_value = check_positive(dt, "dt")
     max_steps = check_max_steps(max_steps)
     if max_steps is None:
-        max_steps = DEFAULT_MAX_STEPS if tab.adaptive else np.iinfo(np.int64).max
+        max_steps = DEFAULT_MAX_STEPS if tab.adaptive else INT64_MAX
 
     y0 = as_float_array(y0, "y0")
     dtype = y0.dtype
@@ -130,7 +136,7 @@ class Solution:
     @property
     def success(self) -> bool:
         """True when every trajectory reached t[-1] (all status == 0)."""
-        return bool(np.all(self.status == 0))
+        return not self.status.any()
 
     @property
     def message(self) -> str:

@@ -71,12 +71,12 @@ def solve(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=No
     pb = prepare(f, y0, t, method, rtol, atol, dt, max_steps, params)
     check_cuda_dynamics(pb.f, device)
     if device == "cuda":
-        out = _core.gpu_solve(pb.f._spec(), pb.dtype.name, pb.method, pb.y0, pb.t, pb.params,
+        out = _core.gpu_solve(pb.f._spec(), pb.dtype_name, pb.method, pb.y0, pb.t, pb.params,
                               pb.rtol, pb.atol, pb.dt, pb.max_steps)
     elif isinstance(pb.f, PythonDynamics):
         from .reference import _integrate  # the slow path: a NumPy vector field, in NumPy
         out = _integrate(pb)
     else:
-        out = _core.solve(pb.f._spec(), pb.dtype.name, pb.method, pb.y0, pb.t, pb.params,
+        out = _core.solve(pb.f._spec(), pb.dtype_name, pb.method, pb.y0, pb.t, pb.params,
                           pb.rtol, pb.atol, pb.dt, pb.max_steps)
     return finish(pb, *out, on_failure=on_failure)

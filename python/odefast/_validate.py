@@ -2,6 +2,7 @@
 argument and what was expected."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -32,16 +33,17 @@ def as_float_array(x, name: str, default=np.float64) -> np.ndarray:
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))
+    finite = np.isfinite(arr)
+    if not finite.all():  # the method: np.all() costs a microsecond more, on every solve
+        bad = np.argwhere(~finite)
         raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {tuple(bad[0])}")
 
 
 def check_positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a positive number, got {value!r}")
     v = float(value)
-    if not np.isfinite(v) or v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name}: expected a finite value > 0, got {value!r}")
     return v
 
@@ -65,8 +67,9 @@ def check_times(t, dtype) -> np.ndarray:
     check_finite(t, "t")
     t = t.astype(dtype)
     if t.shape[0] > 1:
-        d = np.diff(t)
-        if not (np.all(d > 0) or np.all(d < 0)):
+        d = t[1:] - t[:-1]
+        monotone = d[0] != 0 if d.shape[0] == 1 else bool((d > 0).all() or (d < 0).all())
+        if not monotone:
             i = int(np.argmax((d <= 0) if d[0] > 0 else (d >= 0))) if d[0] != 0 else 0
             raise ValueError(f"t: must be strictly increasing or strictly decreasing (no repeats); "
                              f"violated at t[{i}]={t[i]!r}, t[{i + 1}]={t[i + 1]!r} (sort t and "

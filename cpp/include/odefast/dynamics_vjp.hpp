@@ -154,6 +154,27 @@ ODEFAST_INLINE int weight_cotangent_registers(const S (&g)[JB][L], int nj, const
   }
   return k;
 }
+
+// gx = W^T g for a lane block of one register (L = width), KB inputs at a time: KB sums over
+// the units j, each one fma chain in j order (as the plain loop below forms them); W
+// row-major (n_out, n_in), g and gx [unit][lane]. Returns the first input it left (the tail).
+template <int KB, class S> ODEFAST_INLINE int input_cotangent_registers(const S* W, int n_in, int n_out, const S* g, S* gx) {
+  using V = simd::Pack<S>;
+  using reg = typename V::reg;
+  constexpr int L = V::width;
+  int k0 = 0;
+  for (; k0 + KB <= n_in; k0 += KB) {
+    reg acc[KB];
+    for (int kk = 0; kk < KB; ++kk) acc[kk] = V::broadcast(S(0));
+    const S* w = W + k0;
+    for (int j = 0; j < n_out; ++j, w += n_in) {
+      const reg gj = V::load(g + j * L);
+      for (int kk = 0; kk < KB; ++kk) acc[kk] = V::fma(V::broadcast(w[kk]), gj, acc[kk]);
+    }
+    for (int kk = 0; kk < KB; ++kk) V::store(gx + (k0 + kk) * L, acc[kk]);
+  }
+  return k0;
+}
 #endif
 
 // L lanes: every inner loop runs over the lanes (one vector of trajectories). With shared
@@ -214,9 +235,14 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
     const int n_in = f.sizes[i], n_out = f.sizes[i + 1];
     const int wo = f.w_offset[i], bo = f.b_offset[i];
     const S* x = in[i];
-    if constexpr (!PerLane)
-      for (int k = 0; k < n_in; ++k)
+    if constexpr (!PerLane) {
+      int k = 0;
+#if ODEFAST_HAVE_AVX512
+      if constexpr (simd::has_pack<S> && L == simd::Pack<S>::width) k = simd::transpose_lanes(x, n_in, xT);
+#endif
+      for (; k < n_in; ++k)
         for (int l = 0; l < L; ++l) xT[l * n_in + k] = x[k * L + l];
+    }
     for (int j = 0; j < n_out; ++j)
       for (int l = 0; l < L; ++l) add_param<L, PerLane>(gp, bo + j, l, g[j * L + l]);
     if constexpr (PerLane) {
@@ -250,7 +276,12 @@ ODEFAST_HD void mlp_vjp(const MLP<S>& f, const S* t, const S* y, const S* p, con
     }
     // gx = W^T g: kKB inputs at a time, their sums over j kept in registers (kKB independent
     // fma chains: enough to cover the fma latency at two fma per cycle)
-    for (int k0 = 0; k0 < n_in; k0 += kKB) {
+    int k0 = 0;
+#if ODEFAST_HAVE_AVX512
+    if constexpr (!PerLane && simd::has_pack<S> && L == simd::Pack<S>::width)
+      k0 = input_cotangent_registers<kKB>(p + wo, n_in, n_out, g, gx);
+#endif
+    for (; k0 < n_in; k0 += kKB) {
       const int nk = n_in - k0 < kKB ? n_in - k0 : kKB;
       S acc[kKB][L] = {};
       for (int j = 0; j < n_out; ++j) {

@@ -35,6 +35,8 @@ template <> struct Pack<float> {
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static unsigned nonzero(reg a) { return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
+  using index = int;  // lane index of permute2
+  static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_ps(a, idx, b); }
 };
 template <> struct Pack<double> {
   using reg = __m512d;
@@ -46,7 +48,59 @@ template <> struct Pack<double> {
   static reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
   static unsigned nonzero(reg a) { return _mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_NEQ_UQ); }
+  using index = long long;
+  static reg permute2(reg a, __m512i idx, reg b) { return _mm512_permutex2var_pd(a, idx, b); }
 };
+
+// Transposes a W x W tile of registers (W = the width) in place: r[l][k] becomes r[k][l].
+// log2(W) rounds; round b swaps the off-diagonal b x b blocks of every 2b x 2b block.
+template <class S> struct TransposeIndices {
+  using P = Pack<S>;
+  static constexpr int W = P::width, rounds = W == 8 ? 3 : 4;
+  // round r (b = 2^r): lane e of the new row i from row i (index < W) or row i + b (>= W)
+  struct Table {
+    alignas(64) typename P::index lo[rounds][W], hi[rounds][W];
+    constexpr Table() : lo{}, hi{} {
+      for (int r = 0; r < rounds; ++r)
+        for (int e = 0; e < W; ++e) {
+          const int b = 1 << r;
+          lo[r][e] = (e & b) ? W + e - b : e;
+          hi[r][e] = (e & b) ? W + e : e + b;
+        }
+    }
+  };
+  static constexpr Table table{};
+};
+template <class S> inline void transpose_tile(typename Pack<S>::reg* r) {
+  using P = Pack<S>;
+  using I = TransposeIndices<S>;
+  constexpr int W = P::width;
+  for (int round = 0; round < I::rounds; ++round) {
+    const int b = 1 << round;
+    const __m512i ilo = _mm512_load_si512(I::table.lo[round]), ihi = _mm512_load_si512(I::table.hi[round]);
+    for (int i = 0; i < W; ++i)
+      if (!(i & b)) {
+        const typename P::reg a = r[i], c = r[i + b];
+        r[i] = P::permute2(a, ilo, c);
+        r[i + b] = P::permute2(a, ihi, c);
+      }
+  }
+}
+
+// xT[l n + k] = x[k W + l] for a lane block of W = width lanes (x: n rows of W lanes), a tile
+// of W inputs at a time; returns the first input k it left (the tail, n mod W of them).
+template <class S> inline int transpose_lanes(const S* x, int n, S* xT) {
+  using P = Pack<S>;
+  constexpr int W = P::width;
+  int k0 = 0;
+  for (; k0 + W <= n; k0 += W) {
+    typename P::reg r[W];
+    for (int k = 0; k < W; ++k) r[k] = P::load(x + (k0 + k) * W);
+    transpose_tile<S>(r);
+    for (int l = 0; l < W; ++l) P::store(xT + l * n + k0, r[l]);
+  }
+  return k0;
+}
 
 // math::ScalarOps for whole registers (see math.hpp): the same IEEE operation in every lane.
 template <class S> struct Ops512;

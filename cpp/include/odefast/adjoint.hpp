@@ -9,8 +9,8 @@
 //     for i = s-1 .. 0:  (Ybar_i, pbar_i) = vjp_f(t + c_i h, Y_i)(kbar_i);  kbar_j += h a_ij Ybar_i
 //     ybar = ybar' + ybar_out + sum_i Ybar_i,   pbar += sum_i pbar_i.
 // Step sizes are constants (the controller sees primal values only), so this is the exact
-// gradient of the computed solution w.r.t. y0 and params. The sweep runs on lane blocks (as
-// the forward solve does), lanes in lockstep from their last steps.
+// gradient of the computed solution w.r.t. y0 and params. The sweep runs on lane blocks of
+// trajectories with similar step counts, lanes in lockstep from their last steps.
 //
 // Second order, discrete (forward-over-reverse): jvp replays the recorded steps on dual numbers
 // (dual.hpp) for the output tangents; hvp runs the same reverse sweep on dual numbers, seeded
@@ -93,16 +93,20 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   // on lane blocks of kLanes trajectories (a fixed partition: the sums over blocks of the
   // parameter cotangent are made in block order whatever the thread count).
   void backward(const S* cot, S* ybar0, S* pbar) const {
-    // full blocks of L lanes, then the remainder one trajectory at a time (no idle lanes)
+    // Lanes of a block sweep in lockstep for as many rounds as the block's longest trajectory
+    // has steps, so the blocks group trajectories by step count: the order of the sweep is
+    // by decreasing count (then index), a fixed function of the recorded steps. Full blocks
+    // of L lanes, then the rest one trajectory at a time (no idle lanes).
     constexpr int L = kLanes<S>;
+    const std::vector<std::int64_t> order = by_decreasing_steps();
     const std::int64_t n_full = batch_ / L, n_tasks = n_full + (batch_ - n_full * L);
     std::vector<S> task_pbar(per_traj_ ? 0 : std::size_t(n_tasks) * P_, S(0));
     parallel_for(n_tasks, [&](std::int64_t task) {
       S* pb = per_traj_ ? pbar : task_pbar.data() + task * P_;
-      auto run = [&](auto lanes, std::int64_t first) {
+      auto run = [&](auto lanes, std::int64_t at) {
         constexpr int NL = decltype(lanes)::value;
-        if (per_traj_) reverse_lanes<NL, true>(first, cot, ybar0, pb);
-        else reverse_lanes<NL, false>(first, cot, ybar0, pb);
+        if (per_traj_) reverse_lanes<NL, true>(order.data() + at, cot, ybar0, pb);
+        else reverse_lanes<NL, false>(order.data() + at, cot, ybar0, pb);
       };
       if (task < n_full) run(std::integral_constant<int, L>{}, task * L);
       else run(std::integral_constant<int, 1>{}, n_full * L + (task - n_full));
@@ -159,7 +163,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
           if (per_traj_) std::fill(pbar.begin(), pbar.end(), T(0));
           const T* states = kept.empty() ? w.states.data() : kept[group * batch_ + b].data();
           const T* cot_b = dual_cot.data();
-          reverse_block<T, DynTan<W>, 1, false>(b, &states, p, &cot_b, D_, pbar.data(), w);
+          reverse_block<T, DynTan<W>, 1, false>(&b, &states, p, &cot_b, D_, pbar.data(), w);
           for (int d = 0; d < D_; ++d) g.scatter(w.ybar[d], dybar0 + b * D_ + d, g.stride_states);
           if (per_traj_)
             for (int j = 0; j < P_; ++j) g.scatter(pbar[j], dpbar + b * P_ + j, g.stride_params);
@@ -295,6 +299,22 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       for (int j = 0; j < P_; ++j) out[j] += chunks[c * P_ + j];
   }
 
+  // Trajectory indices by decreasing number of steps to sweep (0 for a failed one), equal
+  // counts in index order (a stable counting sort).
+  std::vector<std::int64_t> by_decreasing_steps() const {
+    std::vector<std::size_t> steps(batch_);
+    std::size_t most = 0;
+    for (std::int64_t b = 0; b < batch_; ++b) {
+      steps[b] = status_[b] == kSuccess ? tapes_[b].size() : 0;
+      most = std::max(most, steps[b]);
+    }
+    std::vector<std::int64_t> start(most + 2, 0), order(batch_);  // start[most - n]: first slot of count n
+    for (std::int64_t b = 0; b < batch_; ++b) ++start[most - steps[b] + 1];
+    for (std::size_t i = 1; i < start.size(); ++i) start[i] += start[i - 1];
+    for (std::int64_t b = 0; b < batch_; ++b) order[start[most - steps[b]]++] = b;
+    return order;
+  }
+
   // Which step wrote each output (outputs 1..N-1), exactly at its end or by dense output.
   std::vector<std::int64_t> output_steps(std::int64_t b) const {
     const StepTape<S>& tp = tapes_[b];
@@ -373,14 +393,14 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     return yn[d] + T(h) * acc;
   }
 
-  // The real sweep of the block of trajectories first .. first + L - 1: ybar0 rows, and the
-  // parameter cotangent per trajectory (pbar rows) or summed over the block ([P]).
-  template <int L, bool PerLane> void reverse_lanes(std::int64_t first, const S* cot, S* ybar0, S* pbar) const {
+  // The real sweep of the block of trajectories idx[0 .. L): ybar0 rows, and the parameter
+  // cotangent per trajectory (pbar rows) or summed over the block ([P]).
+  template <int L, bool PerLane> void reverse_lanes(const std::int64_t* idx, const S* cot, S* ybar0, S* pbar) const {
     Sweep<S, Dyn, L> w(f_, D_);
     const S* states[L];
     const S* cots[L];
     for (int l = 0; l < L; ++l) {
-      const std::int64_t b = std::min(first + l, batch_ - 1);
+      const std::int64_t b = idx[l];
       states[l] = tapes_[b].y.data();
       cots[l] = cot + b * D_;
     }
@@ -391,28 +411,28 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       lane_params.resize(std::size_t(P_) * L);
       lane_pbar.assign(std::size_t(P_) * L, S(0));
       for (int l = 0; l < L; ++l)
-        for (int j = 0; j < P_; ++j) lane_params[j * L + l] = params_row(std::min(first + l, batch_ - 1))[j];
+        for (int j = 0; j < P_; ++j) lane_params[j * L + l] = params_row(idx[l])[j];
       p = lane_params.data();
       pb = lane_pbar.data();
     } else {
       for (int j = 0; j < P_; ++j) pb[j] = S(0);
     }
-    reverse_block<S, Dyn, L, PerLane>(first, states, p, cots, batch_ * D_, pb, w);
-    for (int l = 0; l < L && first + l < batch_; ++l) {
-      for (int d = 0; d < D_; ++d) ybar0[(first + l) * D_ + d] = w.ybar[d * L + l];
+    reverse_block<S, Dyn, L, PerLane>(idx, states, p, cots, batch_ * D_, pb, w);
+    for (int l = 0; l < L; ++l) {
+      for (int d = 0; d < D_; ++d) ybar0[idx[l] * D_ + d] = w.ybar[d * L + l];
       if constexpr (PerLane)
-        for (int j = 0; j < P_; ++j) pbar[(first + l) * P_ + j] = lane_pbar[j * L + l];
+        for (int j = 0; j < P_; ++j) pbar[idx[l] * P_ + j] = lane_pbar[j * L + l];
     }
   }
 
   // The reverse sweep of L lanes over their recorded steps, on scalar T (S: gradients; dual
-  // numbers: their tangents, i.e. Hessian-vector products). Lane l is trajectory first + l;
+  // numbers: their tangents, i.e. Hessian-vector products). Lane l is trajectory idx[l];
   // the lanes run in lockstep from their last steps, and a lane without a step to take (past
   // the batch, failed, or done) idles with h = 0, which changes nothing. states[l]: the lane's
   // y_n; cot[l] + i * cot_stride: its output i's cotangent. Leaves ybar(t0) — without
   // cot[0] — in w.ybar and adds the parameter cotangent to pbar ([P][L], or [P] summed).
   template <class T, class DynT, int L, bool PerLane>
-  void reverse_block(std::int64_t first, const T* const* states, const T* p, const T* const* cot,
+  void reverse_block(const std::int64_t* idx, const T* const* states, const T* p, const T* const* cot,
                      std::int64_t cot_stride, T* pbar, Sweep<T, DynT, L>& w) const {
     const int D = D_, N = n_times_;
     const std::ptrdiff_t DL = std::ptrdiff_t(D) * L;
@@ -420,8 +440,8 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
     int next_out[L];  // outputs are visited from the last one backwards
     std::vector<std::int64_t> out_step[L];
     for (int l = 0; l < L; ++l) {
-      const std::int64_t b = first + l;
-      const bool live = b < batch_ && status_[b] == kSuccess;
+      const std::int64_t b = idx[l];
+      const bool live = status_[b] == kSuccess;
       n_steps[l] = live ? std::int64_t(tapes_[b].size()) : 0;
       if (live) out_step[l] = output_steps(b);
       next_out[l] = N - 1;
@@ -433,7 +453,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       std::int64_t n[L];
       for (int l = 0; l < L; ++l) {
         n[l] = n_steps[l] - 1 - r;
-        const std::int64_t b = std::min(first + l, batch_ - 1);
+        const std::int64_t b = idx[l];
         const StepTape<S>& tp = tapes_[b];
         tn[l] = n[l] >= 0 ? tp.t[n[l]] : t_[0];
         h[l] = n[l] >= 0 ? tp.h[n[l]] : S(0);
@@ -446,7 +466,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
         bool dense = false;
         for (int l = 0; l < L; ++l) {
           if (n[l] < 0) continue;
-          const StepTape<S>& tp = tapes_[first + l];
+          const StepTape<S>& tp = tapes_[idx[l]];
           const S t_new = n[l] + 1 < n_steps[l] ? tp.t[n[l] + 1] : t_[N - 1];
           for (int o = next_out[l]; o >= 1 && out_step[l][o] == n[l]; --o) dense = dense || t_[o] != t_new;
         }
@@ -460,7 +480,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       }
       for (int l = 0; l < L; ++l) {
         if (n[l] < 0) continue;
-        const StepTape<S>& tp = tapes_[first + l];
+        const StepTape<S>& tp = tapes_[idx[l]];
         const S t_new = n[l] + 1 < n_steps[l] ? tp.t[n[l] + 1] : t_[N - 1];
         for (; next_out[l] >= 1 && out_step[l][next_out[l]] == n[l]; --next_out[l]) {
           const T* c = cot[l] + next_out[l] * cot_stride;

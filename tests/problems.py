@@ -55,6 +55,23 @@ def random_linear(D, seed=0, b=True):
     return A, (rng.standard_normal(D) if b else None)
 
 
+# Ensembles of the built-in dynamics: (dynamics, sample(rng, B) -> B initial states), for
+# the tests that compare trajectories across batch layouts, thread counts and devices.
+def lorenz_ensemble():
+    return of.Lorenz(), (lambda rng, B: np.array([1.0, 2.0, 20.0]) + rng.standard_normal((B, 3)))
+
+
+def linear_ensemble(D, seed):
+    A, b = random_linear(D, seed=seed)
+    return of.Linear(A, b), (lambda rng, B: rng.standard_normal((B, D)))
+
+
+def nbody_ensemble():
+    f = of.NBody([1.0, 0.8, 1.2], dim=2, softening=0.1)
+    base = np.array([1.0, 0.0, -0.5, 0.8, -0.4, -0.9, 0.0, 0.5, -0.4, -0.2, 0.3, -0.3])
+    return f, (lambda rng, B: base + 0.05 * rng.standard_normal((B, 12)))
+
+
 def harmonic_oscillator(omega=1.0):
     """y = (x, v), x'' = -omega^2 x as a Linear system, and its exact solution."""
     f = of.Linear(np.array([[0.0, 1.0], [-omega * omega, 0.0]]))

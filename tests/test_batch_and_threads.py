@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import odefast as of
 import pytest
-from problems import FIXED_METHODS, assert_same_solution, random_linear
+from problems import (FIXED_METHODS, assert_same_solution, linear_ensemble, lorenz_ensemble,
+                      nbody_ensemble)
 
 
 def child_pythonpath(env):
@@ -31,14 +32,11 @@ DYNAMICS = ("lorenz", "linear", "nbody", "mlp-tanh", "mlp-relu", "mlp-sigmoid", 
 def make(name, dtype):
     dt = np.dtype(dtype)
     if name == "lorenz":
-        return of.Lorenz(), (lambda rng, B: np.array([1.0, 2.0, 20.0]) + rng.standard_normal((B, 3))), 0.5
+        return (*lorenz_ensemble(), 0.5)
     if name == "linear":
-        A, b = random_linear(5, seed=1)
-        return of.Linear(A, b), (lambda rng, B: rng.standard_normal((B, 5))), 1.0
+        return (*linear_ensemble(5, seed=1), 1.0)
     if name == "nbody":
-        f = of.NBody([1.0, 0.8, 1.2], dim=2, softening=0.1)
-        base = np.array([1.0, 0.0, -0.5, 0.8, -0.4, -0.9, 0.0, 0.5, -0.4, -0.2, 0.3, -0.3])
-        return f, (lambda rng, B: base + 0.05 * rng.standard_normal((B, 12))), 1.0
+        return (*nbody_ensemble(), 1.0)
     act = name[4:]
     if act == "time":
         f = of.MLP([3, 24, 3], seed=2, dtype=dt, time_dependent=True)

@@ -17,7 +17,7 @@ import pytest
 from odefast import _core
 from odefast._gradients import _run_cuda
 from odefast._problem import finish, prepare
-from problems import FIXED_METHODS, random_linear
+from problems import FIXED_METHODS, linear_ensemble, lorenz_ensemble, nbody_ensemble
 
 METHODS = ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
 DTYPES = (np.float64, np.float32)
@@ -27,14 +27,11 @@ def make(name, dtype):
     """(dynamics, y0 sampler, horizon)."""
     dt = np.dtype(dtype)
     if name == "lorenz":
-        return of.Lorenz(), (lambda rng, B: np.array([1.0, 2.0, 20.0]) + rng.standard_normal((B, 3))), 0.4
+        return (*lorenz_ensemble(), 0.4)
     if name == "linear":
-        A, b = random_linear(4, seed=3)
-        return of.Linear(A, b), (lambda rng, B: rng.standard_normal((B, 4))), 1.0
+        return (*linear_ensemble(4, seed=3), 1.0)
     if name == "nbody":
-        f = of.NBody([1.0, 0.8, 1.2], dim=2, softening=0.1)
-        base = np.array([1.0, 0.0, -0.5, 0.8, -0.4, -0.9, 0.0, 0.5, -0.4, -0.2, 0.3, -0.3])
-        return f, (lambda rng, B: base + 0.05 * rng.standard_normal((B, 12))), 1.0
+        return (*nbody_ensemble(), 1.0)
     if name == "mlp-time":
         return (of.MLP([3, 16, 3], activation="softplus", seed=2, dtype=dt, time_dependent=True),
                 (lambda rng, B: rng.standard_normal((B, 3))), 1.0)

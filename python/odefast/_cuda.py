@@ -17,9 +17,7 @@ import numpy as np
 from . import _core
 from ._dynamics import Dynamics
 from ._problem import finish, prepare
-from ._validate import check_finite
-
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ._validate import FLOAT_DTYPES, check_finite
 
 
 def is_device_array(x) -> bool:
@@ -49,7 +47,7 @@ def describe(x, name: str) -> DeviceArray:
     cai = x.__cuda_array_interface__
     shape = tuple(int(n) for n in cai["shape"])
     dtype = np.dtype(cai["typestr"])
-    if dtype not in _DTYPES:
+    if dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 device array, got {dtype}")
     strides = cai.get("strides")
     if strides is not None:

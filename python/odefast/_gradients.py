@@ -18,7 +18,7 @@ import numpy as np
 from . import _core
 from ._dynamics import PythonDynamics
 from ._grad import (Gradient, assemble, check_adjoint, check_cotangent, check_loss,
-                    loss_cotangent)
+                    loss_cotangent, time_gradients)
 from ._problem import check_on_failure, finish, prepare
 from ._solve import check_cuda_dynamics, check_device
 
@@ -30,16 +30,6 @@ GPU_ADJOINT_MEMORY = 1 << 30
 def _field(pb, tt, y):
     return _core.field(pb.f._spec(), pb.dtype_name, np.ascontiguousarray(tt), np.ascontiguousarray(y),
                        pb.params)
-
-
-def _time_gradients(pb, ys, cot, ybar0):
-    N, B = ys.shape[0], ys.shape[1]
-    g = np.zeros(N, dtype=pb.dtype)
-    with np.errstate(all="ignore"):  # failed trajectories' rows are inf/NaN (reported as NaN)
-        for i in range(1, N):
-            g[i] = np.sum(cot[i] * _field(pb, np.full(B, pb.t[i], pb.dtype), ys[i]))
-        g[0] = -np.sum(ybar0 * _field(pb, np.full(B, pb.t[0], pb.dtype), pb.y0))
-    return g
 
 
 def _run(pb, cot_fn, adjoint, seminorm, on_failure, device="cpu"):
@@ -69,7 +59,7 @@ def _run(pb, cot_fn, adjoint, seminorm, on_failure, device="cpu"):
                                                       cot, *args, error_dims=error_dims)
         status = np.where(status != 0, status, back_status)
     pbar_rows = pbar if pbar.ndim == 2 else pbar[None, :]
-    g_t = _time_gradients(pb, ys, cot, ybar0)
+    g_t = time_gradients(pb, lambda tt, y: _field(pb, tt, y), ys, cot, ybar0)
     return assemble(pb, sol, cot, ybar0, pbar_rows, g_t, status, adjoint, on_failure), extra
 
 

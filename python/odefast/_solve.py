@@ -12,8 +12,8 @@ def cuda_available() -> bool:
     return bool(_core.build_info()["cuda_compiled"]) and _core.cuda_device_count() > 0
 
 
-def check_device(device, what="solve") -> str:
-    """'cpu' or 'cuda' (only where it can run); `what` names the operation for the message."""
+def check_device(device) -> str:
+    """'cpu' or 'cuda' (only where it can run)."""
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
     if device == "cuda":

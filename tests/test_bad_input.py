@@ -91,6 +91,26 @@ def test_t_repeated_after_cast_to_float32():
     with raises(ValueError, "t"):
         of.solve(of.Lorenz(), y0, [1.0, 1.0 + 1e-9, 2.0])
 
+@pytest.mark.parametrize("solve", SOLVERS)
+def test_float64_values_past_float32_range_are_named(solve):
+    """Finite float64 t or params that overflow the float32 solve would become inf silently."""
+    y0 = LORENZ_Y0.astype(np.float32)
+    with pytest.raises(ValueError, match=names("t") + ".*overflows"):
+        solve(of.Lorenz(), y0, [0.0, 1e39])
+    with pytest.raises(ValueError, match=names("params") + ".*overflows"):
+        solve(of.Lorenz(), y0, T, params=np.array([10.0, 1e39, 8.0 / 3.0]))
+
+
+@pytest.mark.parametrize("solve", SOLVERS)
+@pytest.mark.parametrize("t", [[0.0, 1.0, 1.0], [1.0, 0.5, 0.7], [0.0, -1.0, -0.5],
+                               np.r_[np.linspace(0, 1, 40), 0.5], np.r_[np.linspace(1, 0, 40), 0.5]],
+                         ids=["repeat", "down-up", "down-up2", "long up-down", "long down-up"])
+def test_t_not_monotone_short_and_long(solve, t):
+    """The few-times (Python floats) and many-times (NumPy) checks agree."""
+    with pytest.raises(ValueError, match=names("t") + ".*strictly"):
+        solve(of.Lorenz(), LORENZ_Y0, t)
+
+
 
 @pytest.mark.parametrize("solve", SOLVERS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -26,7 +26,8 @@ def child_pythonpath(env):
 
 DTYPES = (np.float64, np.float32)
 METHODS = ("euler", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
-DYNAMICS = ("lorenz", "linear", "nbody", "mlp-tanh", "mlp-relu", "mlp-sigmoid", "mlp-time")
+DYNAMICS = ("lorenz", "linear", "nbody", "mlp-tanh", "mlp-relu", "mlp-sigmoid", "mlp-time",
+            "mlp-narrow")
 
 
 def make(name, dtype):
@@ -40,6 +41,8 @@ def make(name, dtype):
     act = name[4:]
     if act == "time":
         f = of.MLP([3, 24, 3], seed=2, dtype=dt, time_dependent=True)
+    elif act == "narrow":  # narrow layers (< 8 units: split sums) with partial input registers
+        f = of.MLP([3, 5, 19, 3], seed=3, dtype=dt)
     else:
         f = of.MLP([3, 20, 20, 3], activation=act, seed=1, dtype=dt)
     return f, (lambda rng, B: rng.standard_normal((B, 3))), 1.0

@@ -21,7 +21,7 @@ namespace odefast {
 // Calls fn(dynamics) with the configured dynamics object for scalar S. `storage` keeps any
 // derived data (packed MLP weights) alive for the duration of the call.
 template <class S, class Fn>
-void with_dynamics(const DynamicsSpec& spec, const S* shared_params, std::vector<S>& storage, Fn&& fn) {
+void with_dynamics(const DynamicsSpec& spec, const S* shared_params, AlignedVector<S>& storage, Fn&& fn) {
   with_plain_dynamics<S>(spec, [&](auto& f) {
     if constexpr (std::is_same_v<std::decay_t<decltype(f)>, MLP<S>>) {
       if (shared_params) {  // lone trajectories use the transposed, padded copy
@@ -36,7 +36,7 @@ void with_dynamics(const DynamicsSpec& spec, const S* shared_params, std::vector
 
 template <class S> void solve_typed(const DynamicsSpec& spec, const SolveRequest& r) {
   const S* params = static_cast<const S*>(r.params);
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   SolveOutput<S> out{static_cast<S*>(r.ys), r.batch, r.nfev, r.steps, r.rejected, r.status};
   with_dynamics<S>(spec, r.per_trajectory_params ? nullptr : params, storage, [&](const auto& f) {
     if (f.dim() != spec.dim || f.n_params() != r.n_params)
@@ -51,7 +51,7 @@ template <class S> void solve_typed(const DynamicsSpec& spec, const SolveRequest
 
 template <class S, class M, class Dyn> class TapeImpl final : public Tape {
  public:
-  TapeImpl(std::vector<S>&& storage, const Dyn& f, const SolveRequest& r)
+  TapeImpl(AlignedVector<S>&& storage, const Dyn& f, const SolveRequest& r)
       : storage_(std::move(storage)),  // f's packed weights point into this buffer
         adjoint_(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t), int(r.n_times),
                  static_cast<const S*>(r.params), r.per_trajectory_params, r.control,
@@ -69,14 +69,14 @@ template <class S, class M, class Dyn> class TapeImpl final : public Tape {
   }
 
  private:
-  std::vector<S> storage_;
+  AlignedVector<S> storage_;
   CheckpointAdjoint<S, M, Dyn> adjoint_;
 };
 
 template <class S>
 std::unique_ptr<Tape> solve_recording_typed(const DynamicsSpec& spec, const SolveRequest& r) {
   const S* params = static_cast<const S*>(r.params);
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   std::unique_ptr<Tape> tape;
   with_dynamics<S>(spec, r.per_trajectory_params ? nullptr : params, storage, [&](const auto& f) {
     using Dyn = std::decay_t<decltype(f)>;
@@ -92,7 +92,7 @@ template <class S>
 void backsolve_typed(const DynamicsSpec& spec, const SolveRequest& r, const void* cot, void* ybar0,
                      void* pbar) {
   const S* params = static_cast<const S*>(r.params);
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   with_dynamics<S>(spec, r.per_trajectory_params ? nullptr : params, storage, [&](const auto& f) {
     with_method(r.method, [&](auto method) {
       using M = decltype(method);
@@ -107,7 +107,7 @@ template <class S>
 void solve_tangent_typed(const DynamicsSpec& spec, const SolveRequest& r, int K, const void* v_y0,
                          const void* v_p, void* dys) {
   const S* params = static_cast<const S*>(r.params);
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   with_dynamics<S>(spec, nullptr, storage, [&](const auto& f) {
     with_method(r.method, [&](auto method) {
       solve_tangent<S, decltype(method)>(f, static_cast<const S*>(r.y0), r.batch, static_cast<const S*>(r.t),
@@ -123,7 +123,7 @@ void backsolve_hvp_typed(const DynamicsSpec& spec, const SolveRequest& r, int K,
                          const void* dys, const void* v_p, const void* cot, const void* dcot,
                          void* dybar0, void* dpbar) {
   const S* params = static_cast<const S*>(r.params);
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   with_dynamics<S>(spec, nullptr, storage, [&](const auto& f) {
     with_method(r.method, [&](auto method) {
       backsolve_hvp<S, decltype(method)>(f, static_cast<const S*>(ys), static_cast<const S*>(dys), r.batch,
@@ -139,7 +139,7 @@ void backsolve_hvp_typed(const DynamicsSpec& spec, const SolveRequest& r, int K,
 template <class S>
 void field_typed(const DynamicsSpec& spec, std::int64_t batch, const S* t, const S* y, const S* params,
                  bool per_trajectory, const S* a, S* dy, S* gy, S* gp, S* gt) {
-  std::vector<S> storage;
+  AlignedVector<S> storage;
   with_dynamics<S>(spec, per_trajectory ? nullptr : params, storage, [&](const auto& f) {
     using Dyn = std::decay_t<decltype(f)>;
     const int D = f.dim(), P = f.n_params();

@@ -9,7 +9,8 @@ import numpy as np
 
 from . import _tableaus
 from ._dynamics import Dynamics, PythonDynamics
-from ._validate import as_float_array, check_finite, check_max_steps, check_positive, check_times
+from ._validate import (as_float_array, cast_checked, check_finite, check_max_steps,
+                        check_positive, check_times)
 
 STATUS_MESSAGES = {
     0: "success",
@@ -109,7 +110,7 @@ def prepare(f, y0, t, method="dopri5", rtol=1e-6, atol=1e-8, dt=None, max_steps=
     else:
         raise ValueError(f"params: expected shape ({P},) or ({B}, {P}), got {p.shape}")
     check_finite(p, "params")
-    p = np.ascontiguousarray(p.astype(dtype, copy=False))
+    p = np.ascontiguousarray(cast_checked(p, dtype, "params"))
     return Problem(f, y0, t, p, method, rtol, atol, dt_value, int(max_steps), squeeze, dtype)
 
 

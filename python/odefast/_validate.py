@@ -32,11 +32,19 @@ def as_float_array(x, name: str, default=np.float64) -> np.ndarray:
     raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
 
 
+# Up to this many values a Python loop over floats beats NumPy's per-call overhead (a small
+# solve checks y0 and t on every call).
+_SMALL = 32
+
+
 def check_finite(arr: np.ndarray, name: str) -> None:
-    finite = np.isfinite(arr)
-    if not finite.all():  # the method: np.all() costs a microsecond more, on every solve
-        bad = np.argwhere(~finite)
-        raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {tuple(bad[0])}")
+    if arr.size <= _SMALL:
+        if all(map(math.isfinite, arr.ravel().tolist())):
+            return
+    elif np.isfinite(arr).all():  # the method: np.all() costs a microsecond more, on every solve
+        return
+    bad = np.argwhere(~np.isfinite(arr))
+    raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {tuple(bad[0])}")
 
 
 def check_positive(value, name: str) -> float:
@@ -65,13 +73,38 @@ def check_times(t, dtype) -> np.ndarray:
     if t.shape[0] < 1:
         raise ValueError("t: expected at least one time (t[0] is the initial time)")
     check_finite(t, "t")
-    t = t.astype(dtype)
-    if t.shape[0] > 1:
-        d = t[1:] - t[:-1]
-        monotone = d[0] != 0 if d.shape[0] == 1 else bool((d > 0).all() or (d < 0).all())
+    t = cast_checked(t, dtype, "t", copy=True)
+    n = t.shape[0]
+    if n > 1:
+        if n <= _SMALL:  # the common few output times: floats, not arrays
+            v = t.tolist()
+            up = v[1] > v[0]
+            monotone = all((b > a) == up and b != a for a, b in zip(v, v[1:]))
+        else:
+            d = t[1:] - t[:-1]
+            up = bool(d[0] > 0)
+            monotone = bool((d > 0).all() or (d < 0).all())
         if not monotone:
-            i = int(np.argmax((d <= 0) if d[0] > 0 else (d >= 0))) if d[0] != 0 else 0
+            d = t[1:] - t[:-1]
+            i = int(np.argmax((d <= 0) if up else (d >= 0))) if d[0] != 0 else 0
             raise ValueError(f"t: must be strictly increasing or strictly decreasing (no repeats); "
                              f"violated at t[{i}]={t[i]!r}, t[{i + 1}]={t[i + 1]!r} (sort t and "
                              "drop repeated times)")
     return t
+
+
+def cast_checked(arr: np.ndarray, dtype, name: str, copy: bool = False) -> np.ndarray:
+    """arr (finite) in the solve's dtype; finite float64 values past float32's range would
+    become inf there, and get a ValueError naming the argument instead."""
+    if arr.dtype == dtype:
+        return arr.copy() if copy else arr
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    try:
+        check_finite(out, name)
+    except ValueError:
+        bad = tuple(np.argwhere(~np.isfinite(out))[0])
+        raise ValueError(f"{name}: the value at index {bad} overflows the solve's dtype {out.dtype} "
+                         f"(|value| > {np.finfo(out.dtype).max:.3g}); rescale it or solve in "
+                         "float64") from None
+    return out

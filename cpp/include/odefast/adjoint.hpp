@@ -227,15 +227,17 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
   // Buffers of one reverse sweep of L lanes on scalar T (real, or dual for second order),
   // lane-interleaved: [stage][component][lane].
   template <class T, class DynT, int L> struct Sweep {
-    std::vector<T> buf, states, params;  // states, params: the dual replay's (L = 1)
+    AlignedVector<T> buf;
+    std::vector<T> states, params;  // the dual replay's (L = 1)
     T *K, *Y, *kbar, *yn, *ybar, *ybar_new, *yb, *gy, *vjp_work, gt[L];
     T* traces = nullptr;    // per stage, where dynamics with a trace (MLP) leave the
     std::size_t trace = 0;  // intermediates of eval at Y_i for the vjp at Y_i
     DynT g;
-    Sweep(const DynT& f, int D) : g(f) {
-      const std::size_t sd = std::size_t(s) * D * L, dl = std::size_t(D) * L, nv = vjp_work_size(f, L);
-      if constexpr (has_trace<DynT>::value) trace = f.trace_size(L);
-      buf.assign(3 * sd + 5 * dl + nv + f.scratch_size(L) + s * trace, T(0));
+    Sweep(const DynT& f, int D) : g(f) {  // every section starts on a cache line
+      const std::size_t sd = lines_for<T>(std::size_t(s) * D * L), dl = lines_for<T>(std::size_t(D) * L),
+                        nv = lines_for<T>(vjp_work_size(f, L));
+      if constexpr (has_trace<DynT>::value) trace = lines_for<T>(f.trace_size(L));
+      buf.assign(3 * sd + 5 * dl + nv + lines_for<T>(f.scratch_size(L)) + s * trace, T(0));
       K = buf.data();
       Y = K + sd;
       kbar = Y + sd;
@@ -246,7 +248,7 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
       gy = yb + dl;
       vjp_work = gy + dl;
       g.scratch = vjp_work + nv;
-      traces = g.scratch + f.scratch_size(L);
+      traces = g.scratch + lines_for<T>(f.scratch_size(L));
     }
     // eval and vjp of stage i use stage i's trace
     void at_stage(int i) {

@@ -30,15 +30,17 @@ void run_block(const Dyn& proto, const S* y0, const S* t, int n_times, const S* 
                const StepControl& ctl, std::int64_t first, int n_valid, const SolveOutput<S>& out,
                StepLog* log = nullptr) {
   const int D = proto.dim();
-  const std::size_t n_integ = std::size_t(M::stages + 4) * D * L, n_scratch = proto.scratch_size(L);
+  const std::size_t n_integ = lines_for<S>(std::size_t(M::stages + 4) * D * L),
+                    n_scratch = lines_for<S>(proto.scratch_size(L)),
+                    n_lane_params = PerLane ? lines_for<S>(std::size_t(P) * L) : 0;
   // one buffer per thread, reused by all its blocks (no allocation per block)
-  thread_local std::vector<S> work;
-  const std::size_t need = n_integ + n_scratch + (PerLane ? std::size_t(P) * L : 0) + std::size_t(D) * L;
+  thread_local AlignedVector<S> work;
+  const std::size_t need = n_integ + n_scratch + n_lane_params + std::size_t(D) * L;
   if (work.size() < need) work.resize(need);
   S* integ = work.data();
   S* scratch = integ + n_integ;
   S* lane_params = scratch + n_scratch;
-  S* y_block = lane_params + (PerLane ? std::size_t(P) * L : 0);
+  S* y_block = lane_params + n_lane_params;
   // SoA gather; padding lanes repeat the first trajectory so they stay finite
   for (int l = 0; l < L; ++l) {
     const std::int64_t b = first + (l < n_valid ? l : 0);

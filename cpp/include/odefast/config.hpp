@@ -28,9 +28,37 @@
 #define ODEFAST_LANES _Pragma("omp simd")
 #endif
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 namespace odefast {
+
+// Buffers that kernels load whole registers from start on a cache line: a 64-byte register
+// load that straddles two lines costs a second load (a lone MLP evaluation ran 25% slower from
+// packed weights 16 bytes off a line, and malloc gives 16-byte alignment). Sections carved out
+// of such a buffer start on lines too (lines_for).
+constexpr std::size_t kCacheLine = 64;
+template <class T> struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U> CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kCacheLine))); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kCacheLine)); }
+  template <class U> bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <class U> bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <class T> using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+// n values rounded up to whole cache lines (when T tiles a line; dual numbers may not)
+template <class T> constexpr std::size_t lines_for(std::size_t n) {
+  if constexpr (kCacheLine % sizeof(T) == 0) {
+    constexpr std::size_t per_line = kCacheLine / sizeof(T);
+    return (n + per_line - 1) / per_line * per_line;
+  } else {
+    return n;
+  }
+}
 
 // Per-trajectory outcome of a solve; the values are part of the Python API (sol.status).
 enum Status : std::int32_t {

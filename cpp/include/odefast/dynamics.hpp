@@ -125,8 +125,11 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate(S x) {
 // kernels form out_j = b_j + sum_k W_jk x_k with one fma per k in increasing k, except that a
 // narrow layer (fewer than kSplitBelow units, e.g. the output layer 64 -> D) would be one long
 // dependent fma chain per unit, so there every kernel splits the sum into kSplit interleaved
-// partial sums: s_q = sum_{k = q mod 4} W_jk x_k (fma chains, s_0 starting from b_j, the others
-// from 0) and out_j = (s_0 + s_1) + (s_2 + s_3). The kernels thus agree bit for bit.
+// partial sums: s_q = sum over k = q mod kSplit of W_jk x_k (fma chains in increasing k, s_0
+// starting from b_j, the others from 0), added by halving folds (s_q += s_{q+h} for q < h,
+// h = kSplit/2, ..., 1) into out_j = s_0. With kSplit = 8 a lone trajectory takes such a layer
+// as dot products along k in registers of eight lanes, one fold per unit, and lane blocks keep
+// two units' sixteen sums in registers. The kernels thus agree bit for bit.
 template <class S> struct MLP {
   using scalar = S;
   static constexpr int kMaxLayers = 16;
@@ -191,7 +194,7 @@ template <class S> struct MLP {
     return n * L;
   }
 
-  static constexpr int kSplit = 4, kSplitBelow = 8;
+  static constexpr int kSplit = 8, kSplitBelow = 8;
   ODEFAST_HD bool split(int i) const { return sizes[i + 1] < kSplitBelow; }
 
   template <int L, bool PerLane>
@@ -232,7 +235,7 @@ template <class S> struct MLP {
 #if ODEFAST_HAVE_AVX512
     if constexpr (simd::has_pack<S>) {  // real scalars; dual numbers take the plain loops
       if constexpr (L == 1 && !PerLane) {
-        if (packed != nullptr) return layer_units<A>(i, x, out);
+        if (packed != nullptr) return split(i) ? dot_units<A>(i, x, out, p) : layer_units<A>(i, x, out);
       }
       if constexpr (L % kUnitWidth == 0) return layer_lanes<L, PerLane, A>(i, x, out, p);
     }
@@ -258,8 +261,11 @@ template <class S> struct MLP {
         S* a = acc[sp ? k % kSplit : 0];
         for (int l = 0; l < L; ++l) a[l] = math::fma(param<L, PerLane>(W, j * in + k, l), x[k * L + l], a[l]);
       }
-      for (int l = 0; l < L; ++l)
-        out[j * L + l] = activate<A>(sp ? (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]) : acc[0][l]);
+      if (sp)
+        for (int h = kSplit / 2; h >= 1; h /= 2)
+          for (int q = 0; q < h; ++q)
+            for (int l = 0; l < L; ++l) acc[q][l] = acc[q][l] + acc[q + h][l];
+      for (int l = 0; l < L; ++l) out[j * L + l] = activate<A>(acc[0][l]);
     }
   }
 
@@ -338,9 +344,11 @@ template <class S> struct MLP {
       for (int q = 0; q < kSplit; ++q) term(k + q, q);
     for (int q = 0; k < in; ++k, ++q) term(k, q);
     for (int jj = 0; jj < JS; ++jj)
-      for (int r = 0; r < NR; ++r)
-        V::store(out + (j0 + jj) * L + r * kUnitWidth,
-                 activate_reg<A>(V::add(V::add(acc[jj][0][r], acc[jj][1][r]), V::add(acc[jj][2][r], acc[jj][3][r]))));
+      for (int r = 0; r < NR; ++r) {
+        for (int h = kSplit / 2; h >= 1; h /= 2)
+          for (int q = 0; q < h; ++q) acc[jj][q][r] = V::add(acc[jj][q][r], acc[jj][q + h][r]);
+        V::store(out + (j0 + jj) * L + r * kUnitWidth, activate_reg<A>(acc[jj][0][r]));
+      }
   }
 
   template <int L, Activation A, int JB, class BiasReg, class Wt>
@@ -376,10 +384,6 @@ template <class S> struct MLP {
     const int in = sizes[i], n_out = sizes[i + 1], po = padded_out[i];
     const S* P = packed + packed_offset[i];
     constexpr int W = kUnitWidth;
-    if (split(i)) {
-      for (int j0 = 0; j0 < po; j0 += W) split_units<A>(P, po, in, n_out, j0, x, out);
-      return;
-    }
     int j0 = 0;
     for (; j0 + 8 * W <= po; j0 += 8 * W) unit_block<A, 8>(P, po, in, n_out, j0, x, out);
     for (; j0 + 4 * W <= po; j0 += 4 * W) unit_block<A, 4>(P, po, in, n_out, j0, x, out);
@@ -400,19 +404,22 @@ template <class S> struct MLP {
     store_units<A, R>(acc, n_out, j0, out);
   }
 
+  // Lone trajectory, narrow layer: each unit a dot product along the inputs in registers of
+  // kSplit lanes (lane q accumulates the partial sum s_q), then folded in halves; the weights
+  // are the layer's rows of the parameters (W_j. is contiguous).
   template <Activation A>
-  ODEFAST_INLINE void split_units(const S* P, int po, int in, int n_out, int j0, const S* x, S* out) const {
-    reg acc[kSplit];
-    acc[0] = V::load(P + j0);
-    for (int q = 1; q < kSplit; ++q) acc[q] = V::broadcast(S(0));
-    const S* row = P + po + j0;
-    int k = 0;
-    for (; k + kSplit <= in; k += kSplit)
-      for (int q = 0; q < kSplit; ++q)
-        acc[q] = V::fma(V::load(row + (k + q) * po), V::broadcast(x[k + q]), acc[q]);
-    for (int q = 0; k < in; ++k, ++q) acc[q] = V::fma(V::load(row + k * po), V::broadcast(x[k]), acc[q]);
-    reg sum[1] = {V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3]))};
-    store_units<A, 1>(sum, n_out, j0, out);
+  ODEFAST_INLINE void dot_units(int i, const S* x, S* out, const S* p) const {
+    using V8 = simd::Lanes8<S>;
+    static_assert(kSplit == 8, "one lane per partial sum");
+    const int in = sizes[i], n_out = sizes[i + 1], k_full = in / 8 * 8;
+    const unsigned tail = (1u << (in - k_full)) - 1u;  // lanes of the last, partial register
+    for (int j = 0; j < n_out; ++j) {
+      const S* row = p + w_offset[i] + std::ptrdiff_t(j) * in;
+      typename V8::reg acc = V8::first_lane(p[b_offset[i] + j]);
+      for (int k = 0; k < k_full; k += 8) acc = V8::fma(V8::load(row + k), V8::load(x + k), acc);
+      if (tail) acc = V8::fma_lanes(tail, V8::load_lanes(tail, row + k_full), V8::load_lanes(tail, x + k_full), acc);
+      out[j] = activate<A>(V8::fold_sum(acc));
+    }
   }
 
   // Stores R registers of units j0 .. j0 + R W (only those < n_out) and applies the activation.

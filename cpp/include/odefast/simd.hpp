@@ -102,6 +102,37 @@ template <class S> inline int transpose_lanes(const S* x, int n, S* xT) {
   return k0;
 }
 
+// Eight lanes of S (a ymm of float, a zmm of double): a lone trajectory's narrow MLP layers
+// hold their eight interleaved partial sums in one of these (dynamics.hpp, MLP::dot_units).
+template <class S> struct Lanes8;
+template <> struct Lanes8<float> {
+  using reg = __m256;
+  static reg first_lane(float x) { return _mm256_zextps128_ps256(_mm_set_ss(x)); }  // (x, 0, ..., 0)
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg load_lanes(unsigned m, const float* p) { return _mm256_maskz_loadu_ps(__mmask8(m), p); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg fma_lanes(unsigned m, reg a, reg b, reg c) { return _mm256_mask3_fmadd_ps(a, b, c, __mmask8(m)); }
+  // lane 0 of the halving folds v_q += v_{q+h} (q < h; h = 4, 2, 1)
+  static float fold_sum(reg v) {
+    const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+  }
+};
+template <> struct Lanes8<double> {
+  using reg = __m512d;
+  static reg first_lane(double x) { return _mm512_zextpd128_pd512(_mm_set_sd(x)); }
+  static reg load(const double* p) { return _mm512_loadu_pd(p); }
+  static reg load_lanes(unsigned m, const double* p) { return _mm512_maskz_loadu_pd(__mmask8(m), p); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+  static reg fma_lanes(unsigned m, reg a, reg b, reg c) { return _mm512_mask3_fmadd_pd(a, b, c, __mmask8(m)); }
+  static double fold_sum(reg v) {
+    const __m256d h4 = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    const __m128d h2 = _mm_add_pd(_mm256_castpd256_pd128(h4), _mm256_extractf128_pd(h4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h2, _mm_unpackhi_pd(h2, h2)));
+  }
+};
+
 // math::ScalarOps for whole registers (see math.hpp): the same IEEE operation in every lane.
 template <class S> struct Ops512;
 template <> struct Ops512<float> {

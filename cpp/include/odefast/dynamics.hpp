@@ -121,7 +121,8 @@ template <Activation A, class S> ODEFAST_HD ODEFAST_INLINE S activate(S x) {
 //
 // Kernels: with L > 1 lanes (one or more AVX-512 registers of trajectories), each weight is
 // broadcast and multiplies a vector of lanes; with L == 1 (a lone trajectory) the output units
-// are vectorised instead, using a transposed, zero-padded copy of the weights (`packed`). All
+// are vectorised instead, using a transposed, zero-padded copy of the weights (`packed`), and
+// narrow layers are dot products along the inputs (see below). All
 // kernels form out_j = b_j + sum_k W_jk x_k with one fma per k in increasing k, except that a
 // narrow layer (fewer than kSplitBelow units, e.g. the output layer 64 -> D) would be one long
 // dependent fma chain per unit, so there every kernel splits the sum into kSplit interleaved

@@ -119,12 +119,9 @@ template <> struct Lanes8<float> {
     return _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
   }
 };
-template <> struct Lanes8<double> {
-  using reg = __m512d;
+template <> struct Lanes8<double> : Pack<double> {  // a whole register: Pack's load and fma
   static reg first_lane(double x) { return _mm512_zextpd128_pd512(_mm_set_sd(x)); }
-  static reg load(const double* p) { return _mm512_loadu_pd(p); }
   static reg load_lanes(unsigned m, const double* p) { return _mm512_maskz_loadu_pd(__mmask8(m), p); }
-  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
   static reg fma_lanes(unsigned m, reg a, reg b, reg c) { return _mm512_mask3_fmadd_pd(a, b, c, __mmask8(m)); }
   static double fold_sum(reg v) {
     const __m256d h4 = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));

@@ -484,6 +484,17 @@ py::tuple gpu_adjoint(const py::dict& dynamics, const std::string& dtype, const 
   return py::make_tuple(ybar0, pbar, gt, n_overflow, host ? py::object(out.tuple()) : py::object(py::none()));
 }
 
+// Index (C order) of the first inf or NaN of a C-contiguous float32/float64 array, -1 when all
+// are finite, -2 for any other array (the caller checks it in NumPy).
+py::ssize_t first_non_finite(const py::array& a) {
+  const bool f32 = py::isinstance<py::array_t<float>>(a), f64 = py::isinstance<py::array_t<double>>(a);
+  if (!(f32 || f64) || !(a.flags() & py::array::c_style)) return -2;
+  const std::string dtype = f32 ? "float32" : "float64";
+  if (a.size() < (py::ssize_t(1) << 16)) return odefast::first_non_finite(dtype, a.data(), a.size());
+  py::gil_scoped_release release;
+  return odefast::first_non_finite(dtype, a.data(), a.size());
+}
+
 py::dict tableau(const std::string& method) {
   const odefast::TableauData t = odefast::tableau(method);
   py::dict d;
@@ -566,6 +577,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("max_steps"));
   m.def("field", &field, py::arg("dynamics"), py::arg("dtype"), py::arg("t"), py::arg("y"),
         py::arg("params"), py::arg("a") = py::none());
+  m.def("first_non_finite", &first_non_finite, py::arg("a"),
+        "index (C order) of the first inf or NaN of a C-contiguous float array, -1 if none, "
+        "-2 for other arrays");
   m.def("set_num_threads", &odefast::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &odefast::get_num_threads);
   m.def("methods", &odefast::method_names);

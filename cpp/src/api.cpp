@@ -1,5 +1,7 @@
 #include "odefast/api.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "dispatch.hpp"
@@ -90,6 +92,28 @@ void vjp_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int6
     return field<float>(dynamics, batch, t, y, params, per_trajectory, a, nullptr, gy, gp, gt);
   if (dtype == "float64")
     return field<double>(dynamics, batch, t, y, params, per_trajectory, a, nullptr, gy, gp, gt);
+  bad_dtype(dtype);
+}
+
+template <class S> static std::int64_t first_non_finite_typed(const S* x, std::int64_t n) {
+  // x * 0 is NaN exactly when x is inf or NaN, and a NaN survives any order of summation, so
+  // each block reduces in registers; only a block with a bad value is searched
+  constexpr std::int64_t kBlock = 1024;
+  for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const std::int64_t i1 = std::min(n, i0 + kBlock);
+    S poison = S(0);
+#pragma omp simd reduction(+ : poison)
+    for (std::int64_t i = i0; i < i1; ++i) poison += x[i] * S(0);
+    if (poison != poison)
+      for (std::int64_t i = i0; i < i1; ++i)
+        if (!std::isfinite(x[i])) return i;
+  }
+  return -1;
+}
+
+std::int64_t first_non_finite(const std::string& dtype, const void* values, std::int64_t n) {
+  if (dtype == "float32") return first_non_finite_typed(static_cast<const float*>(values), n);
+  if (dtype == "float64") return first_non_finite_typed(static_cast<const double*>(values), n);
   bad_dtype(dtype);
 }
 

@@ -68,6 +68,10 @@ def field(dynamics: Dict[str, Any], dtype: str, t: _F, y: _F, params: _F,
     """f(t_b, y_b) per row: t (B,), y (B, D) -> (B, D); with a (B, D) its vector-Jacobian
     product (a·∂f/∂y (B, D), a·∂f/∂params (B, P), a·∂f/∂t (B,))."""
 
+def first_non_finite(a: Any) -> int:
+    """Index (C order) of the first inf or NaN of a C-contiguous float32/float64 array; -1 if
+    all are finite, -2 for any other array."""
+
 def set_num_threads(n: int) -> None:
     """CPU threads (n <= 0: all cores, or env ODEFAST_NUM_THREADS)."""
 def get_num_threads() -> int: ...

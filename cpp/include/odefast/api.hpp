@@ -79,6 +79,9 @@ void vjp_field(const DynamicsSpec& dynamics, const std::string& dtype, std::int6
                const void* t, const void* y, const void* params, bool per_trajectory,
                const void* a, void* gy, void* gp, void* gt);
 
+// Index (C order) of the first inf or NaN among n values of dtype, or -1 when all are finite.
+std::int64_t first_non_finite(const std::string& dtype, const void* values, std::int64_t n);
+
 std::vector<std::string> method_names();
 bool method_is_adaptive(const std::string& method);
 

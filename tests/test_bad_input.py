@@ -133,6 +133,47 @@ def test_t_bad_dtype(solve, t):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("solve", SOLVERS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("where", [0, 1023, 1024, 1500, 2999], ids=lambda w: f"at {w}")
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_large_arrays_non_finite_named_with_first_index(solve, dtype, where, bad):
+    """Arrays past the few-value fast path are scanned in C++ in blocks of 1024 values (a block
+    boundary at 1024); the message gives the first bad index, also for a strided params view
+    (checked in NumPy)."""
+    y0 = np.ones((1000, 3), dtype)
+    y0.flat[where] = bad
+    y0.flat[2999 if where < 2999 else 0] = np.nan  # a later (or earlier) bad value too
+    first = min(where, 0 if where == 2999 else where)
+    idx = tuple(int(i) for i in np.unravel_index(first, y0.shape))
+    with pytest.raises(ValueError, match=re.escape(f"y0: contains non-finite values (inf or NaN), "
+                                                   f"first at index {idx}")):
+        solve(of.Lorenz(), y0, T)
+    params = np.tile(np.array([10.0, 0.0, 28.0, 0.0, 8 / 3, 0.0], dtype), (1000, 1))
+    params[where // 3, 2 * (where % 3)] = bad
+    with raises(ValueError, "params") as e:
+        solve(of.Lorenz(), np.ones((1000, 3), dtype), T, params=params[:, ::2])
+    assert f"first at index ({where // 3}, {where % 3})" in str(e.value)
+
+
+def test_first_non_finite_scans_any_float_array():
+    core = of._core
+    for dtype in (np.float32, np.float64):
+        x = np.arange(5000, dtype=dtype)
+        assert core.first_non_finite(x) == -1
+        for i in (0, 1, 1023, 1024, 4999):
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[i] = bad
+                y[min(i + 7, 4999)] = np.nan
+                assert core.first_non_finite(y) == i
+                assert core.first_non_finite(y.reshape(50, 100)) == i
+        assert core.first_non_finite(np.full(3, np.finfo(dtype).max, dtype)) == -1
+        assert core.first_non_finite(x[::2]) == -2          # strided: left to NumPy
+    assert core.first_non_finite(np.ones(10, dtype=np.int64)) == -2
+    assert core.first_non_finite(np.ones(0)) == -1
+
+
+@pytest.mark.parametrize("solve", SOLVERS)
 @pytest.mark.parametrize("params", [np.ones(2), np.ones(4), np.ones((3, 3)), np.ones((2, 4)),
                                     np.ones((1, 3)), np.ones((2, 3, 1)), np.float64(10.0)],
                          ids=["P-1", "P+1", "B+1", "(B,P+1)", "(1,P) for B=2", "3-D", "scalar"])

@@ -150,6 +150,56 @@ def test_identical_params_rows_equal_shared_params(name, dtype):
     assert_same_solution(per, shared)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("batch", (1, 40), ids=["lone", "blocks"])
+def test_packed_weights_follow_every_parameter_change(dtype, batch):
+    """The core reuses its packed copy of an MLP's shared weights while they stay bitwise the
+    same; a weight changed in place, a restored one, and another network with the same
+    parameter count and values are all seen. The truth is the per-trajectory path, which packs
+    nothing (rows equal to the shared vector give bitwise the shared solve)."""
+    rng = np.random.default_rng(6)
+    f = of.MLP([1, 8, 1], seed=4, dtype=np.dtype(dtype))
+    g = of.MLP([1, 2, 5, 1], seed=4, dtype=np.dtype(dtype))   # also 25 parameters
+    assert f.n_params == g.n_params == 25
+    y0 = rng.standard_normal((batch, 1)).astype(dtype)
+    t = np.array([0.0, 1.0], dtype)
+
+    def check(dyn, params):
+        shared = of.solve(dyn, y0, t, method="rk4", dt=0.1, params=params)
+        truth = of.solve(dyn, y0, t, method="rk4", dt=0.1, params=np.tile(params, (batch, 1)))
+        assert_same_solution(shared, truth)
+        return shared.ys
+
+    p0 = f.params.copy()
+    before = check(f, f.params)
+    f.params[3] *= dtype(1.5)                                # in place: same array, new values
+    changed = check(f, f.params)
+    assert not np.array_equal(changed, before)
+    f.params[3] = p0[3]
+    assert np.array_equal(check(f, f.params), before)
+    check(g, f.params)                                       # same values, other layer sizes
+
+
+def test_tape_keeps_its_packed_weights_when_a_later_solve_repacks():
+    """A discrete-adjoint tape holds the packed weights of its own forward solve: solves with other
+    parameters between forward and backward leave its gradient bitwise unchanged."""
+    from odefast import _core
+    from odefast._problem import prepare
+
+    f = of.MLP([2, 16, 2], seed=0)
+    y0 = np.random.default_rng(1).standard_normal((3, 2))
+    pb = prepare(f, y0, [0.0, 0.5, 1.0], "dopri5", 1e-7, 1e-9, None, None, None)
+    args = (pb.f._spec(), pb.dtype_name, pb.method, pb.y0, pb.t)
+    ctl = (pb.rtol, pb.atol, pb.dt, pb.max_steps)
+    cot = np.random.default_rng(2).standard_normal((3, 3, 2))
+    fresh = _core.solve_recording(*args, pb.params, *ctl)[-1].backward(cot)
+    tape = _core.solve_recording(*args, pb.params, *ctl)[-1]
+    for scale in (0.5, 2.0):
+        _core.solve(*args, pb.params * scale, *ctl)
+    for a, b in zip(tape.backward(cot), fresh):
+        assert np.array_equal(a, b)
+
+
 def test_params_argument_overrides_and_does_not_mutate():
     f = of.Lorenz()
     before = f.params.copy()
@@ -334,3 +384,68 @@ def test_batch_independence_sweep(dtype):
             sol = of.solve(f, y0, t, **kw)
             assert np.array_equal(sol.ys[:, pos], alone.ys[:, 0], equal_nan=True), (B, pos)
             assert sol.stats["nfev"][pos] == alone.stats["nfev"][0], (B, pos)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lane refills: an adaptive solve with a full lane block for every thread gives each thread one
+# block whose lanes take the next trajectory as theirs ends (succeeded or failed; dynamics of a
+# run-time dimension: Linear, MLP, NBody). Whichever lane, block and moment a trajectory starts
+# in, its result is bitwise its lone solve. Lorenz (a compile-time dimension, no refills) runs
+# the same checks on the plain blocks.
+# ---------------------------------------------------------------------------------------------
+
+def refill_case(kind, dtype):
+    """A batch of 150 whose trajectories need very different step counts (from 3 to 160), so
+    that lanes are refilled at different times, with per-trajectory parameters."""
+    rng = np.random.default_rng(4)
+    B = 150
+    if kind == "lorenz":  # rho from 0 (few steps) to 60 (chaotic, many)
+        f = of.Lorenz()
+        params = np.tile(f.params, (B, 1))
+        params[:, 1] = rng.uniform(0.0, 60.0, B)
+        return f, rng.standard_normal((B, 3)), params.astype(dtype), np.linspace(0.0, 2.0, 5)
+    if kind == "linear":  # dy/dt = a y with a up to 5000: e^a overflows float32 and float64
+        f = of.Linear(np.eye(2))
+        a = np.exp(rng.uniform(np.log(0.1), np.log(5000.0), B))
+        params = np.zeros((B, 6))
+        params[:, 0] = params[:, 3] = a
+        return f, rng.uniform(0.5, 1.0, (B, 2)), params.astype(dtype), np.linspace(0.0, 1.0, 4)
+    f = of.MLP([3, 20, 20, 3], seed=1, dtype=np.dtype(dtype))  # weights scaled by 0.3 .. 6
+    scale = np.exp(rng.uniform(np.log(0.3), np.log(6.0), B))
+    params = f.params.astype(np.float64)[None, :] * scale[:, None]
+    return f, rng.standard_normal((B, 3)), params.astype(dtype), np.linspace(0.0, 2.0, 6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", ("lorenz", "linear", "mlp"))
+@pytest.mark.parametrize("method", ("bosh3", "dopri5", "tsit5", "dopri8"))
+def test_refilled_lanes_equal_lone_solves(method, kind, dtype):
+    f, y0, params, t = refill_case(kind, dtype)
+    y0 = y0.astype(dtype)
+    kw = dict(kwargs(method, dtype), on_failure="ignore")
+    full = of.solve(f, y0, t, params=params, **kw)
+    attempts = full.stats["steps"] + full.stats["rejected"]
+    assert attempts.max() >= 3 * attempts.min(), "lanes should end at different times"
+    # half the trajectories stop at max_steps (linear: some overflow to inf before it)
+    kw["max_steps"] = int(np.median(attempts))
+    sol = of.solve(f, y0, t, params=params, **kw)
+    assert 0.3 < np.mean(sol.status != 0) < 0.7
+    for b in range(y0.shape[0]):
+        for s, max_steps in ((full, None), (sol, kw["max_steps"])):
+            alone = of.solve(f, y0[b:b + 1], t, params=params[b], **dict(kw, max_steps=max_steps))
+            assert_same_solution(row(s, b), alone, f"trajectory {b}, max_steps={max_steps}")
+
+
+def test_refilled_blocks_with_nan_outputs_after_failure():
+    """A trajectory that fails in a refilled lane has NaN outputs from its failure on, and the
+    trajectories that succeed agree with the NumPy reference."""
+    f, y0, params, t = refill_case("linear", np.float64)
+    sol = of.solve(f, y0, t, params=params, on_failure="ignore")
+    ref = of.reference.solve(f, y0, t, params=params, on_failure="ignore")
+    assert np.count_nonzero(sol.status) > 10
+    for b in np.flatnonzero(sol.status):
+        bad = np.isnan(sol.ys[:, b]).all(axis=1)
+        assert bad.any() and np.all(bad[np.argmax(bad):]), b
+    ok = (sol.status == 0) & (ref.status == 0)
+    assert np.count_nonzero(ok) > 50
+    np.testing.assert_allclose(sol.ys[:, ok], ref.ys[:, ok], rtol=1e-9, atol=1e-12)

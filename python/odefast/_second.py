@@ -50,7 +50,7 @@ from ._dynamics import PythonDynamics
 from ._grad import check_adjoint, check_loss, loss_cotangent
 from ._problem import (Problem, Solution, SolveError, SolveWarning, check_on_failure,
                        failure_message, prepare)
-from ._validate import as_float_array
+from ._validate import as_float_array, check_finite
 from .losses import MSE, Closure, Custom, Loss
 
 WRT = ("y0", "params")
@@ -106,10 +106,7 @@ def _direction(v, name: str, shape: tuple, what: str, pb: Problem) -> np.ndarray
     v = as_float_array(v, name)
     if v.shape != shape:
         raise ValueError(f"{name}: expected the shape of {what} {shape}, got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        bad = np.argwhere(~np.isfinite(v))
-        raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index "
-                         f"{tuple(int(i) for i in bad[0])}")
+    check_finite(v, name)
     return np.ascontiguousarray(v.astype(pb.dtype, copy=False))
 
 

@@ -48,8 +48,12 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         first = _core.first_non_finite(arr)
         if first == -1 or (first == -2 and np.isfinite(arr).all()):
             return
-    bad = np.argwhere(~np.isfinite(arr))
-    raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {tuple(bad[0])}")
+    raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index "
+                     f"{first_non_finite_index(arr)}")
+
+
+def first_non_finite_index(arr: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
 
 
 def check_positive(value, name: str) -> float:
@@ -108,8 +112,7 @@ def cast_checked(arr: np.ndarray, dtype, name: str, copy: bool = False) -> np.nd
     try:
         check_finite(out, name)
     except ValueError:
-        bad = tuple(np.argwhere(~np.isfinite(out))[0])
-        raise ValueError(f"{name}: the value at index {bad} overflows the solve's dtype {out.dtype} "
+        raise ValueError(f"{name}: the value at index {first_non_finite_index(out)} overflows the solve's dtype {out.dtype} "
                          f"(|value| > {np.finfo(out.dtype).max:.3g}); rescale it or solve in "
                          "float64") from None
     return out

@@ -43,7 +43,7 @@ namespace odefast {
 template <class S> struct StepTape {
   int D = 0;
   std::vector<S> t, h, y;  // y: D values per step
-  template <class T> void push(int, T t0, T h0, const T* y0, int stride) {
+  template <class T> void push(std::int64_t, T t0, T h0, const T* y0, int stride) {
     t.push_back(t0);
     h.push_back(h0);
     for (int d = 0; d < D; ++d) y.push_back(y0[d * stride]);
@@ -51,10 +51,10 @@ template <class S> struct StepTape {
   std::size_t size() const { return t.size(); }
 };
 
-// Routes the accepted steps of a lane block to its trajectories' tapes.
+// Routes accepted steps to their trajectories' tapes (a trajectory's steps come from one thread).
 template <class S> struct TapeLog {
-  StepTape<S>* tapes;  // the tape of the block's first trajectory
-  template <class T> void push(int lane, T t, T h, const T* y, int stride) { tapes[lane].push(0, t, h, y, stride); }
+  StepTape<S>* tapes;  // one per trajectory of the batch
+  template <class T> void push(std::int64_t b, T t, T h, const T* y, int stride) { tapes[b].push(b, t, h, y, stride); }
 };
 
 // Dynamics that can leave eval's intermediates for the vjp at the same point (MLP::trace).
@@ -83,8 +83,8 @@ template <class S, class M, class Dyn> class CheckpointAdjoint {
         y0_(y0, y0 + batch * f.dim()), tapes_(batch) {
     for (auto& tp : tapes_) tp.D = D_;
     // the plain solve's lane blocks: every trajectory's steps are the same whatever its block
-    solve_batch<S, M>(f_, y0, batch, t_.data(), n_times_, params_.data(), per_traj_, ctl, out,
-                      [&](std::int64_t first) { return TapeLog<S>{tapes_.data() + first}; });
+    TapeLog<S> log{tapes_.data()};
+    solve_batch<S, M>(f_, y0, batch, t_.data(), n_times_, params_.data(), per_traj_, ctl, out, &log);
     status_.assign(out.status, out.status + batch);
   }
 

@@ -83,14 +83,22 @@ template <class S> struct SolveOutput {
   std::int32_t* status = nullptr;
 };
 
-// Receives every accepted step of every lane (start time t, step h, start state y of lane l,
-// stored with stride L). The discrete adjoint replays these steps backwards.
+// Receives every accepted step of every trajectory (its index in the batch, start time t,
+// step h, start state y stored with a stride). The discrete adjoint replays these steps backwards.
 struct NoStepLog {
-  template <class S> ODEFAST_HD void push(int, S, S, const S*, int) {}
+  template <class S> ODEFAST_HD void push(std::int64_t, S, S, const S*, int) {}
+};
+
+// Supplies new trajectories to lanes whose trajectory ended (plain adaptive solves on the CPU,
+// batch.hpp: LaneRefill). NoRefill: a block solves the trajectories it started with.
+struct NoRefill {
+  static constexpr bool enabled = false;
 };
 
 template <class S, class M, class Dyn, int L, bool PerLane, class StepLog = NoStepLog>
 class BlockIntegrator {
+  template <class, class, class, int, bool, class> friend class BlockIntegrator;  // refills read a lone start
+
  public:
   static constexpr int s = M::stages;
   static constexpr bool fsal = tableaus::is_fsal<M>();
@@ -111,26 +119,37 @@ class BlockIntegrator {
   }
 
   // Integrates lanes [0, n_valid) whose trajectory indices are first + l; writes their rows of
-  // `out`. Lanes past n_valid duplicate lane 0 (any finite state) and are not written.
+  // `out`. Lanes past n_valid duplicate lane 0 (any finite state) and are not written. With a
+  // refill, a lane whose trajectory ended goes on with the next one the refill hands out.
+  template <class Refill = NoRefill>
   ODEFAST_HD void run(const S* y0, const S* t_out, int n_times, const StepControl& ctl,
-                      std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+                      std::int64_t first, int n_valid, const SolveOutput<S>& out,
+                      Refill* refill = nullptr) {
+    static_assert(!Refill::enabled || adaptive, "lanes are refilled in adaptive solves only");
     for (int i = 0; i < dim() * L; ++i) y_[i] = y0[i];
     for (int l = 0; l < L; ++l) {
+      traj_[l] = l < n_valid ? first + l : -1;
       nfev_[l] = steps_[l] = rejected_[l] = 0;
       status_[l] = kSuccess;
+      write_row(out, 0, l, y_);
     }
-    write_output(out, 0, first, n_valid, y_, nullptr);
     if (n_times > 1) {
-      if constexpr (adaptive) run_adaptive(t_out, n_times, ctl, first, n_valid, out);
-      else run_fixed(t_out, n_times, ctl, first, n_valid, out);
+      if constexpr (adaptive) run_adaptive(t_out, n_times, ctl, out, refill);
+      else run_fixed(t_out, n_times, ctl, out);
     }
-    for (int l = 0; l < n_valid; ++l) {
-      const std::int64_t b = first + l;
-      out.nfev[b] = nfev_[l];
-      out.steps[b] = steps_[l];
-      out.rejected[b] = rejected_[l];
-      out.status[b] = status_[l];
-    }
+    for (int l = 0; l < L; ++l) write_counters(out, l);
+  }
+
+  // The start of one trajectory on its own (L = 1), for a lane refill: state y0, k_0 and the
+  // first step, with the arithmetic of a block's start.
+  ODEFAST_HD void start_alone(const S* y0, const S* t_out, int n_times, const StepControl& ctl) {
+    static_assert(L == 1, "a lone start");
+    for (int d = 0; d < dim(); ++d) y_[d] = y0[d];
+    nfev_[0] = steps_[0] = rejected_[0] = 0;
+    status_[0] = kSuccess;
+    t_[0] = t_out[0];
+    S active[1] = {S(1)};
+    start_adaptive(t_out, n_times, ctl, active);
   }
 
  private:
@@ -143,6 +162,7 @@ class BlockIntegrator {
   S *k_, *y_, *ytmp_, *ynew_, *yout_;
   S t_[L], h_[L], log_err_prev_[L], tstage_[L];
   static constexpr S kLogErrFloor = S(-9.2103403719761836);  // log(1e-4): err_prev >= 1e-4
+  std::int64_t traj_[L];  // each lane's trajectory (its rows of the outputs), -1: none
   std::int64_t nfev_[L], steps_[L], rejected_[L];
   std::int32_t status_[L];
 
@@ -224,17 +244,25 @@ class BlockIntegrator {
     if constexpr (!fsal) combine<SolutionWeights, true>(b.k, b.y, h, b.ynew);
   }
 
-  ODEFAST_HD void write_output(const SolveOutput<S>& out, int i, std::int64_t first, int n_valid,
-                               const S* y, const bool* only) {
-    for (int l = 0; l < n_valid; ++l) {
-      if (only && !only[l]) continue;
-      S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * dim();
-      for (int d = 0; d < dim(); ++d) row[d] = y[d * L + l];
-    }
+  // Output rows of lane l's trajectory (none for an empty lane).
+  ODEFAST_HD S* output_row(const SolveOutput<S>& out, int i, int l) const {
+    return traj_[l] < 0 ? nullptr : out.ys + (std::int64_t(i) * out.batch + traj_[l]) * dim();
   }
-  ODEFAST_HD void write_nan(const SolveOutput<S>& out, int i, std::int64_t first, int l) {
-    S* row = out.ys + (std::int64_t(i) * out.batch + first + l) * dim();
-    for (int d = 0; d < dim(); ++d) row[d] = std::numeric_limits<S>::quiet_NaN();
+  ODEFAST_HD void write_row(const SolveOutput<S>& out, int i, int l, const S* y) {
+    if (S* r = output_row(out, i, l))
+      for (int d = 0; d < dim(); ++d) r[d] = y[d * L + l];
+  }
+  ODEFAST_HD void write_nan(const SolveOutput<S>& out, int i, int l) {
+    if (S* r = output_row(out, i, l))
+      for (int d = 0; d < dim(); ++d) r[d] = std::numeric_limits<S>::quiet_NaN();
+  }
+  ODEFAST_HD void write_counters(const SolveOutput<S>& out, int l) {
+    const std::int64_t b = traj_[l];
+    if (b < 0) return;
+    out.nfev[b] = nfev_[l];
+    out.steps[b] = steps_[l];
+    out.rejected[b] = rejected_[l];
+    out.status[b] = status_[l];
   }
 
   ODEFAST_HD bool lane_finite(const S* y, int l) const {
@@ -246,8 +274,7 @@ class BlockIntegrator {
   // Fixed steps: all lanes share t and h, so a step is pure lane-parallel arithmetic; a
   // lane's state is checked for inf/NaN once per output interval (status kNonFinite, NaN
   // outputs from that output time on).
-  ODEFAST_HD void run_fixed(const S* t_out, int n_times, const StepControl& ctl, std::int64_t first,
-                            int n_valid, const SolveOutput<S>& out) {
+  ODEFAST_HD void run_fixed(const S* t_out, int n_times, const StepControl& ctl, const SolveOutput<S>& out) {
     bool active[L];
     for (int l = 0; l < L; ++l) active[l] = true;
     std::int64_t taken = 0;
@@ -273,12 +300,13 @@ class BlockIntegrator {
         if (!lane_finite(y_, l)) { active[l] = false; status_[l] = kNonFinite; }
         else if (todo < n) { active[l] = false; status_[l] = kMaxSteps; }
       }
-      write_output(out, i, first, n_valid, y_, active);
-      for (int l = 0; l < n_valid; ++l)
-        if (!active[l]) write_nan(out, i, first, l);
+      for (int l = 0; l < L; ++l) {
+        if (active[l]) write_row(out, i, l, y_);
+        else write_nan(out, i, l);
+      }
       if (todo < n) {
         for (int r = i + 1; r < n_times; ++r)
-          for (int l = 0; l < n_valid; ++l) write_nan(out, r, first, l);
+          for (int l = 0; l < L; ++l) write_nan(out, r, l);
         return;
       }
     }
@@ -297,7 +325,7 @@ class BlockIntegrator {
       if (log_) {
         sync(b, false);
         for (int l = 0; l < L; ++l)
-          if (active[l]) log_->push(l, t[l], h[l], y_ + l, L);
+          if (active[l]) log_->push(traj_[l], t[l], h[l], y_ + l, L);
       }
       if (b.y == y_) {  // the work buffer: swap instead of copying
         S* const y = y_;
@@ -410,48 +438,99 @@ class BlockIntegrator {
   // Adaptive integration. Lane state lives in arrays of S (flags are 0/1 values of S) so
   // that every per-step decision is a flat, vectorisable loop over lanes; only output
   // writes and failures drop to per-lane code.
+  template <class Refill>
   ODEFAST_HD void run_adaptive(const S* t_out, int n_times, const StepControl& ctl,
-                               std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+                               const SolveOutput<S>& out, Refill* refill) {
     // per lane: active, growth cap (1 right after a rejection), last error non-finite,
     // index and time of the next output (or the next stop without dense output)
     S active[L], grow_cap[L], nonfinite[L], t_next[L];
     int next[L];
     for (int l = 0; l < L; ++l) {
-      t_[l] = t_out[0];
-      log_err_prev_[l] = kLogErrFloor;
-      next[l] = 1;
-      t_next[l] = t_out[1];
-      grow_cap[l] = kFacMax;
-      nonfinite[l] = S(0);
-      active[l] = l < n_valid ? S(1) : S(0);
+      reset_control(l, t_out, grow_cap, nonfinite, t_next, next);
+      active[l] = traj_[l] >= 0 ? S(1) : S(0);
     }
+    start_adaptive(t_out, n_times, ctl, active);
+    if constexpr (kD > 0) {
+      constexpr int DL = kD * L;
+      alignas(64) S y[DL], kk[s * DL], yt[DL], yn[DL], yo[M::has_err3 || !fsal ? DL : 1];
+      for (int q = 0; q < DL; ++q) y[q] = y_[q];
+      for (int q = 0; q < DL; ++q) kk[q] = k_[q];
+      adaptive_steps(t_out, n_times, ctl, out, Buf{kk, y, yt, yn, yo}, active, grow_cap, nonfinite,
+                     t_next, next, refill);
+    } else {
+      adaptive_steps(t_out, n_times, ctl, out, members(), active, grow_cap, nonfinite, t_next,
+                     next, refill);
+    }
+    for (int l = 0; l < L; ++l)
+      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, l);
+  }
+
+  // Lane l's controller at the start of a trajectory.
+  ODEFAST_HD void reset_control(int l, const S* t_out, S* grow_cap, S* nonfinite, S* t_next, int* next) {
+    t_[l] = t_out[0];
+    log_err_prev_[l] = kLogErrFloor;
+    next[l] = 1;
+    t_next[l] = t_out[1];
+    grow_cap[l] = kFacMax;
+    nonfinite[l] = S(0);
+  }
+
+  // k_0 = f(t0, y) and the first step of every lane (states in y_, times in t_); an active lane
+  // whose derivative is not finite stops there.
+  ODEFAST_HD void start_adaptive(const S* t_out, int n_times, const StepControl& ctl, S* active) {
     eval(t_, y_, k(0));
     for (int l = 0; l < L; ++l) {
       ++nfev_[l];
       if (active[l] != S(0) && !lane_finite(k(0), l)) { active[l] = S(0); status_[l] = kNonFinite; }
     }
     initial_step(t_out, n_times, ctl);
-    if constexpr (kD > 0) {
-      constexpr int DL = kD * L;
-      alignas(64) S y[DL], kk[s * DL], yt[DL], yn[DL], yo[M::has_err3 || !fsal ? DL : 1];
-      for (int q = 0; q < DL; ++q) y[q] = y_[q];
-      for (int q = 0; q < DL; ++q) kk[q] = k_[q];
-      adaptive_steps(t_out, n_times, ctl, first, n_valid, out, Buf{kk, y, yt, yn, yo}, active,
-                     grow_cap, nonfinite, t_next, next);
-    } else {
-      adaptive_steps(t_out, n_times, ctl, first, n_valid, out, members(), active, grow_cap,
-                     nonfinite, t_next, next);
+  }
+
+  // Lanes that stopped give up their trajectory (NaN outputs from where it failed, counters)
+  // and take the next one the refill hands out, started on its own and copied into the lane.
+  // False once the refill has no trajectory left. (The block's state is in the work buffer:
+  // refills are for dynamics of a run-time dimension.)
+  template <class Refill>
+  ODEFAST_HD bool refill_lanes(const S* t_out, int n_times, const StepControl& ctl,
+                               const SolveOutput<S>& out, S* active, S* grow_cap, S* nonfinite,
+                               S* t_next, int* next, Refill& refill) {
+    static_assert(kD == 0, "refilled lanes are written to the work buffer");
+    S idle[L];
+    ODEFAST_LANES
+    for (int l = 0; l < L; ++l) idle[l] = active[l] == S(0) ? S(1) : S(0);
+    if (!any_set(idle)) return true;
+    bool more = true;
+    for (int l = 0; l < L; ++l) {
+      if (idle[l] == S(0)) continue;
+      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, l);
+      write_counters(out, l);
+      traj_[l] = -1;
+      std::int64_t tb;
+      if (!(more = refill.claim(tb))) break;
+      const auto lone = refill.start(tb, l, t_out, n_times, ctl);
+      traj_[l] = tb;
+      for (int d = 0; d < dim(); ++d) {
+        y_[d * L + l] = lone.y_[d];
+        k_[d * L + l] = lone.k_[d];
+      }
+      h_[l] = lone.h_[0];
+      nfev_[l] = lone.nfev_[0];
+      steps_[l] = rejected_[l] = 0;
+      status_[l] = lone.status_[0];
+      reset_control(l, t_out, grow_cap, nonfinite, t_next, next);
+      active[l] = status_[l] == kSuccess ? S(1) : S(0);
+      write_row(out, 0, l, y_);
     }
-    for (int l = 0; l < n_valid; ++l)
-      for (int i = next[l]; i < n_times; ++i) write_nan(out, i, first, l);
+    return more;
   }
 
   static constexpr S kSafety = S(0.9), kFacMin = S(0.2), kFacMax = S(10);
 
+  template <class Refill>
   ODEFAST_HD ODEFAST_INLINE void adaptive_steps(const S* t_out, int n_times, const StepControl& ctl,
-                                                std::int64_t first, int n_valid,
                                                 const SolveOutput<S>& out, const Buf& b, S* active,
-                                                S* grow_cap, S* nonfinite, S* t_next, int* next) {
+                                                S* grow_cap, S* nonfinite, S* t_next, int* next,
+                                                Refill* refill) {
     const int DL = dim() * L;
     const S t_end = t_out[n_times - 1];
     const S dir = t_end > t_out[0] ? S(1) : S(-1);
@@ -459,7 +538,10 @@ class BlockIntegrator {
     const S beta = S(0.2 / k_ctrl), alpha = S(1.0 / k_ctrl - 0.75 * (0.2 / k_ctrl));
     const S eps = std::numeric_limits<S>::epsilon();
     const std::int64_t max_steps = ctl.max_steps;
+    bool more = Refill::enabled && refill != nullptr;  // trajectories may be left for stopped lanes
     while (true) {
+      if constexpr (Refill::enabled)
+        if (more) more = refill_lanes(t_out, n_times, ctl, out, active, grow_cap, nonfinite, t_next, next, *refill);
       // propose: land exactly on the end (without dense output: on the next output time);
       // lanes out of attempts (max_steps) or step size (underflow) stop here
       S h_try[L], land[L], accepted[L];
@@ -482,7 +564,10 @@ class BlockIntegrator {
           if (accepted[l] == S(2)) status_[l] = kMaxSteps;
           else if (accepted[l] != S(0)) status_[l] = nonfinite[l] != S(0) ? kNonFinite : kStepUnderflow;
         }
-      if (!any_set(active)) break;
+      if (!any_set(active)) {
+        if (more) continue;  // lanes stopped here: refill them
+        break;
+      }
 
       stages(t_, h_try, b);
       combine<ErrorWeights, false>(b.k, nullptr, h_try, b.ytmp);
@@ -521,7 +606,7 @@ class BlockIntegrator {
         sync(b, true);
         for (int l = 0; l < L; ++l) {
           if (passes[l] == S(0)) continue;
-          write_passed_outputs(l, t_new[l], h_try[l], t_out, n_times, next[l], first, n_valid, out);
+          write_passed_outputs(l, t_new[l], h_try[l], t_out, n_times, next[l], out);
           t_next[l] = next[l] < n_times ? t_out[next[l]] : t_end;
           if (next[l] >= n_times) active[l] = S(0);
         }
@@ -529,7 +614,7 @@ class BlockIntegrator {
       if (log_) {
         sync(b, false);
         for (int l = 0; l < L; ++l)
-          if (accepted[l] != S(0)) log_->push(l, t_[l], h_try[l], y_ + l, L);
+          if (accepted[l] != S(0)) log_->push(traj_[l], t_[l], h_try[l], y_ + l, L);
       }
       for (int d = 0; d < dim(); ++d) {
         ODEFAST_LANES
@@ -574,11 +659,10 @@ class BlockIntegrator {
   // the new state where an output time is hit exactly, the dense output inside the step.
   // Reads the work buffer (y_, ynew_, k_).
   ODEFAST_HD void write_passed_outputs(int l, S t_new, S h, const S* t_out, int n_times, int& next,
-                                       std::int64_t first, int n_valid, const SolveOutput<S>& out) {
+                                       const SolveOutput<S>& out) {
     const S dir = t_out[n_times - 1] > t_out[0] ? S(1) : S(-1);
     while (next < n_times && dir * (t_out[next] - t_new) <= S(0)) {
-      if (l < n_valid) {
-        S* row = out.ys + (std::int64_t(next) * out.batch + first + l) * dim();
+      if (S* row = output_row(out, next, l)) {
         if (t_out[next] == t_new) {
           for (int d = 0; d < dim(); ++d) row[d] = ynew_[d * L + l];
         } else {

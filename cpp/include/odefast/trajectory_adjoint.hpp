@@ -40,7 +40,7 @@ template <class S> struct TrajectoryTape {
   int D = 0;
   bool overflow = false;
   ODEFAST_HD S& at(std::int64_t step, int c) const { return base[(step * (D + 2) + c) * stride]; }
-  template <class T> ODEFAST_HD void push(int, T t0, T h0, const T* y0, int ystride) {
+  template <class T> ODEFAST_HD void push(std::int64_t, T t0, T h0, const T* y0, int ystride) {
     if (n >= capacity) {
       overflow = true;
       return;

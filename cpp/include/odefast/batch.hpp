@@ -6,8 +6,9 @@
 // (Dyn::kBlockRegisters). A remainder of at least kLanes<S> runs as one-register blocks, the
 // rest one trajectory at a time. Adaptive solves with a full block for every thread run one
 // block per thread instead, whose lanes take the next trajectory from a shared queue as theirs
-// ends (LaneRefill; dynamics of a run-time dimension). All paths perform identical arithmetic per trajectory (see dynamics.hpp),
-// so every result is independent of batch size, position and thread count.
+// ends (LaneRefill; dynamics of a run-time dimension). All paths perform identical arithmetic
+// per trajectory (see dynamics.hpp), so every result is independent of batch size, position
+// and thread count.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -127,8 +128,10 @@ void solve_batch(const Dyn& f, const S* y0, std::int64_t batch, const S* t, int 
   const int P = f.n_params();
   // refilling solves with a full block for every thread: one block per thread
   std::int64_t n_streams = 0;
-  if constexpr (refills_lanes<S, M, Dyn, L2>)
-    if (n_times > 1 && batch >= std::int64_t(get_num_threads()) * L2) n_streams = get_num_threads();
+  if constexpr (refills_lanes<S, M, Dyn, L2>) {
+    const std::int64_t threads = get_num_threads();
+    if (n_times > 1 && batch >= threads * L2) n_streams = threads;
+  }
   TrajectoryQueue queue;  // what the streams' first blocks leave (empty without streams)
   queue.next = n_streams * L2;
   queue.end = n_streams > 0 ? batch : 0;

@@ -89,7 +89,7 @@ struct NoStepLog {
   template <class S> ODEFAST_HD void push(std::int64_t, S, S, const S*, int) {}
 };
 
-// Supplies new trajectories to lanes whose trajectory ended (plain adaptive solves on the CPU,
+// Supplies new trajectories to lanes whose trajectory ended (adaptive solves on the CPU,
 // batch.hpp: LaneRefill). NoRefill: a block solves the trajectories it started with.
 struct NoRefill {
   static constexpr bool enabled = false;

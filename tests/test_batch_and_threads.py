@@ -436,6 +436,28 @@ def test_refilled_lanes_equal_lone_solves(method, kind, dtype):
             assert_same_solution(row(s, b), alone, f"trajectory {b}, max_steps={max_steps}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_refilled_lanes_with_trajectories_that_fail_at_the_start(dtype):
+    """Every seventh trajectory's derivative overflows at t[0] (status 3 before any step): its
+    lane retires it at once and goes on; every row is bitwise its lone solve."""
+    rng = np.random.default_rng(8)
+    B = 120
+    f = of.Linear(np.eye(2))
+    params = np.zeros((B, 6))
+    params[:, 0] = params[:, 3] = -rng.uniform(0.1, 3.0, B)
+    params[::7, 0] = np.finfo(dtype).max
+    y0 = rng.uniform(1.0, 2.0, (B, 2)).astype(dtype)
+    t = np.linspace(0.0, 1.0, 3)
+    kw = dict(kwargs("dopri5", dtype), on_failure="ignore")
+    sol = of.solve(f, y0, t, params=params.astype(dtype), **kw)
+    assert np.array_equal(np.flatnonzero(sol.status), np.arange(0, B, 7))
+    assert np.all(sol.status[::7] == 3) and np.all(sol.stats["steps"][::7] == 0)
+    assert np.array_equal(sol.ys[0, ::7], y0[::7]) and np.isnan(sol.ys[1:, ::7]).all()
+    for b in range(B):
+        alone = of.solve(f, y0[b:b + 1], t, params=params[b].astype(dtype), **kw)
+        assert_same_solution(row(sol, b), alone, f"trajectory {b}")
+
+
 def test_refilled_blocks_with_nan_outputs_after_failure():
     """A trajectory that fails in a refilled lane has NaN outputs from its failure on, and the
     trajectories that succeed agree with the NumPy reference."""

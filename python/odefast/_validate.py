@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Optional
 
 import numpy as np
 
@@ -39,21 +40,23 @@ def as_float_array(x, name: str, default=np.float64) -> np.ndarray:
 _SMALL = 32
 
 
-def check_finite(arr: np.ndarray, name: str) -> None:
+def first_non_finite(arr: np.ndarray) -> Optional[tuple]:
+    """Index of the first inf or NaN of arr, or None when every value is finite."""
     if arr.size <= _SMALL:
         if all(map(math.isfinite, arr.ravel().tolist())):
-            return
+            return None
     else:
         # one pass without a temporary: 0.3 us for an MLP's 4.5k weights against 2 us in NumPy
         first = _core.first_non_finite(arr)
         if first == -1 or (first == -2 and np.isfinite(arr).all()):
-            return
-    raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index "
-                     f"{first_non_finite_index(arr)}")
-
-
-def first_non_finite_index(arr: np.ndarray) -> tuple:
+            return None
     return tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+
+
+def check_finite(arr: np.ndarray, name: str) -> None:
+    bad = first_non_finite(arr)
+    if bad is not None:
+        raise ValueError(f"{name}: contains non-finite values (inf or NaN), first at index {bad}")
 
 
 def check_positive(value, name: str) -> float:
@@ -109,10 +112,9 @@ def cast_checked(arr: np.ndarray, dtype, name: str, copy: bool = False) -> np.nd
         return arr.copy() if copy else arr
     with np.errstate(over="ignore"):
         out = arr.astype(dtype)
-    try:
-        check_finite(out, name)
-    except ValueError:
-        raise ValueError(f"{name}: the value at index {first_non_finite_index(out)} overflows the solve's dtype {out.dtype} "
+    bad = first_non_finite(out)
+    if bad is not None:
+        raise ValueError(f"{name}: the value at index {bad} overflows the solve's dtype {out.dtype} "
                          f"(|value| > {np.finfo(out.dtype).max:.3g}); rescale it or solve in "
-                         "float64") from None
+                         "float64")
     return out

@@ -10,23 +10,27 @@ shrink it). Timed after one warm-up call each, median of ``--repeats`` calls:
 
 * ``plain``: ``odefast.solve`` of the whole batch in this process on 1 odefast thread;
 * ``dask 1 worker`` / ``dask 2 workers``: ``odefast.dask.solve_ensemble(..., client=client,
-  compute=True)`` on a ``LocalCluster`` of 1 or 2 single-threaded worker processes, from the
-  NumPy inputs in this process to the NumPy Solution back in this process (graph, shipping
-  inputs and results included; both clusters run side by side, idle when not timed);
-* ``dask 2 workers, lazy reduce``: the same ensemble reduced on the cluster
-  (``sol.ys[-1].mean(axis=0)`` and the failure count): nothing per-trajectory comes back, the
-  pattern for ensembles too big for one machine.
+  compute=True)`` on a ``LocalCluster`` of 1 or 2 single-threaded workers, from the NumPy
+  inputs in this process to the NumPy Solution back in this process (graph, shipping inputs
+  and results included; both clusters up side by side, idle when not timed);
+* ``dask 2 workers, reduced on the cluster`` (worker processes): the same ensemble reduced on
+  the cluster (``sol.ys[-1].mean(axis=0)`` and the failure count): nothing per-trajectory
+  comes back, the pattern for ensembles too big for one machine.
 
-The cases take turns within each repeat (plain, 1 worker, 2 workers, reduced, plain, ...), so
-that a drifting machine disturbs them alike. Every Dask result is checked bitwise against the
-plain solve. The targets of issue 7: the Dask
-path on 1 worker within 10% of the plain solve, 2 workers >= 1.8x faster than 1 worker (on 2
+Two phases, each with only its own clusters up: worker processes, then worker threads
+(``processes=False``: the workers share this process, Dask's advice on one machine for code
+that releases the GIL, as the core does; no data moves between processes). Within a phase the
+cases take turns in each repeat (plain, 1 worker, 2 workers, ..., plain, ...), so that a
+drifting machine disturbs them alike, and each phase's ratios use its own plain solve. Every
+Dask result is checked bitwise against the plain solve. The targets of issue 7: the Dask path
+on 1 worker within 10% of the plain solve, 2 workers >= 1.8x faster than 1 worker (on 2
 cores). Before measuring it waits (up to ``--wait-idle`` s) until the 1-minute load average is
 under ``--max-load``, and it reports the load average before and after every series.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -105,68 +109,86 @@ def main(argv=None) -> int:
     of.set_num_threads(1)
     plain = lambda: of.solve(f, y0, t, params=params, **kw)  # noqa: E731
     ref = plain()
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster1, Client(cluster1) as client1, \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=":0") as cluster2, Client(cluster2) as client2:
-        client1.wait_for_workers(1)
-        client2.wait_for_workers(2)
 
-        def on(client):
-            return lambda: solve_ensemble(f, y0, t, params=params, chunks=chunks, client=client,
-                                          compute=True, **kw)
+    def on(client):
+        return lambda: solve_ensemble(f, y0, t, params=params, chunks=chunks, client=client,
+                                      compute=True, **kw)
 
-        def reduced():
-            sol = solve_ensemble(f, y0, t, params=params, chunks=chunks, client=client2, **kw)
-            return client2.compute([sol.ys[-1].mean(axis=0), (sol.status != 0).sum()], sync=True)
+    def reduced(client):
+        def run():
+            sol = solve_ensemble(f, y0, t, params=params, chunks=chunks, client=client, **kw)
+            return client.compute([sol.ys[-1].mean(axis=0), (sol.status != 0).sum()], sync=True)
+        return run
 
-        cases = [("plain odefast.solve, 1 thread", plain, None),
-                 ("dask 1 worker x 1 thread, NumPy result", on(client1), client1),
-                 ("dask 2 workers x 1 thread, NumPy result", on(client2), client2),
-                 ("dask 2 workers x 1 thread, reduced on the cluster", reduced, client2)]
-        for name, fn, client in cases:                     # warm-up, and the checks
-            out = fn()
-            if "NumPy" in name:
-                assert same(out, ref), f"{name}: the Dask result differs from the plain solve"
-            elif client is not None:
-                mean, n_failed = out
-                assert np.allclose(mean, ref.ys[-1].mean(axis=0), rtol=1e-12) and n_failed == 0
-        n_chunks = {name: len(solve_ensemble(f, y0, t, params=params, chunks=chunks,
-                                             client=client, **kw).chunks)
-                    for name, _, client in cases if client is not None}
-        # the cases take turns, repeat after repeat, so that a machine that drifts (other
-        # processes, clock) disturbs them alike
-        times = {name: [] for name, _, _ in cases}
-        loads = {name: [] for name, _, _ in cases}
-        for rep in range(args.repeats):
-            for name, fn, _ in cases:
-                l0 = loadavg()
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-                loads[name].append(l0)
-            print(f"  repeat {rep + 1}/{args.repeats}: " + ", ".join(
-                f"{times[n][-1]:.3f}" for n, _, _ in cases) + f" s (load {loadavg():.2f})",
-                flush=True)
-    records = [dict(case=name, median_s=statistics.median(times[name]), times_s=times[name],
-                    load_before=min(loads[name]), load_after=max(loads[name]),
-                    **({"chunks": n_chunks[name]} if name in n_chunks else {}))
-               for name, _, _ in cases]
+    def phase(processes: bool) -> list:
+        """The cases of one kind of worker, each timed `repeats` times, taking turns with a
+        plain solve; only this phase's clusters are up (idle ones still cost CPU)."""
+        kind = "worker processes" if processes else "worker threads (processes=False)"
+        with contextlib.ExitStack() as stack:
+            def cluster(n_workers):
+                c = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                                     processes=processes, dashboard_address=":0"))
+                client = stack.enter_context(Client(c))
+                client.wait_for_workers(n_workers)
+                return client
 
-    plain, d1, d2 = (r["median_s"] for r in records[:3])
+            one, two = cluster(1), cluster(2)
+            cases = [("plain odefast.solve, 1 thread", plain, None),
+                     (f"dask 1 worker, {kind}, NumPy result", on(one), one),
+                     (f"dask 2 workers, {kind}, NumPy result", on(two), two)]
+            if processes:
+                cases.append((f"dask 2 workers, {kind}, reduced on the cluster", reduced(two), two))
+            for name, fn, client in cases:                 # warm-up, and the checks
+                out = fn()
+                if "NumPy" in name:
+                    assert same(out, ref), f"{name}: the Dask result differs from the plain solve"
+                elif client is not None:
+                    mean, n_failed = out
+                    assert np.allclose(mean, ref.ys[-1].mean(axis=0), rtol=1e-12) and n_failed == 0
+            n_chunks = {name: len(solve_ensemble(f, y0, t, params=params, chunks=chunks,
+                                                 client=client, **kw).chunks)
+                        for name, _, client in cases if client is not None}
+            # the cases take turns, repeat after repeat, so that a machine that drifts (other
+            # processes, clock) disturbs them alike
+            times = {name: [] for name, _, _ in cases}
+            loads = {name: [] for name, _, _ in cases}
+            print(kind + ":", flush=True)
+            for rep in range(args.repeats):
+                for name, fn, _ in cases:
+                    l0 = loadavg()
+                    t0 = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t0)
+                    loads[name].append(l0)
+                print(f"  repeat {rep + 1}/{args.repeats}: " + ", ".join(
+                    f"{times[n][-1]:.3f}" for n, _, _ in cases) + f" s (load {loadavg():.2f})",
+                    flush=True)
+        return [dict(case=name, phase=kind, median_s=statistics.median(times[name]),
+                     times_s=times[name], load_before=min(loads[name]), load_after=max(loads[name]),
+                     **({"chunks": n_chunks[name]} if name in n_chunks else {}))
+                for name, _, _ in cases]
+
+    by_processes = phase(True)
+    by_threads = phase(False)
+    records = by_processes + by_threads
+    plain, d1, d2 = (r["median_s"] for r in by_processes[:3])
+    plain_t, t1, t2 = (r["median_s"] for r in by_threads)
     ratios = {"dask_1_worker_over_plain": d1 / plain, "speedup_2_workers_over_1": d1 / d2,
-              "plain_over_dask_2_workers": plain / d2}
+              "plain_over_dask_2_workers": plain / d2,
+              "threads_1_worker_over_plain": t1 / plain_t, "threads_speedup_2_workers_over_1": t1 / t2}
     print()
-    print(f"{'case':52s} {'median s':>9s} {'min s':>7s} {'max s':>7s}  load min/max")
+    print(f"{'case':70s} {'median s':>9s} {'min s':>7s} {'max s':>7s}  load min/max")
     for r in records:
-        print(f"{r['case']:52s} {r['median_s']:9.3f} {min(r['times_s']):7.3f} "
+        print(f"{r['case']:70s} {r['median_s']:9.3f} {min(r['times_s']):7.3f} "
               f"{max(r['times_s']):7.3f}  {r['load_before']:.2f} / {r['load_after']:.2f}")
     print()
-    print(f"Dask, 1 worker / plain solve:  {ratios['dask_1_worker_over_plain']:.3f}  "
-          f"(target <= 1.10: {'met' if ratios['dask_1_worker_over_plain'] <= 1.10 else 'NOT met'})")
-    print(f"Dask, 2 workers vs 1 worker:   {ratios['speedup_2_workers_over_1']:.2f}x "
-          f"(target >= 1.8x: {'met' if ratios['speedup_2_workers_over_1'] >= 1.8 else 'NOT met'})")
-    print(f"plain solve / Dask 2 workers:  {ratios['plain_over_dask_2_workers']:.2f}x")
+    for kind, one, two in (("worker processes", "dask_1_worker_over_plain", "speedup_2_workers_over_1"),
+                           ("worker threads", "threads_1_worker_over_plain",
+                            "threads_speedup_2_workers_over_1")):
+        print(f"{kind}: 1 worker / plain solve {ratios[one]:.3f} (target <= 1.10: "
+              f"{'met' if ratios[one] <= 1.10 else 'NOT met'}); 2 workers vs 1 worker "
+              f"{ratios[two]:.2f}x (target >= 1.8x: {'met' if ratios[two] >= 1.8 else 'NOT met'})")
+    print(f"plain solve / Dask 2 worker processes: {ratios['plain_over_dask_2_workers']:.2f}x")
     if args.out:
         meta = {"kind": "meta", "benchmark": "dask_w4", "B": B, "repeats": args.repeats,
                 "cpu_count": os.cpu_count(), "platform": platform.platform(),

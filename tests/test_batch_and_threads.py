@@ -304,6 +304,45 @@ def test_thread_count_determinism(thread_results, case, per_trajectory):
         assert_same_solution(got, here, f"{n} thread(s) vs {of.get_num_threads()} here")
 
 
+def test_a_thread_own_count_is_its_alone():
+    """_core.set_thread_num_threads(n) sets the calling thread's count (what odefast.dask's
+    tasks use): that thread's solves use it, other threads and the process's count do not see
+    it, 0 restores the process's; solves in several threads at once give the same bits."""
+    import threading
+    from odefast import _core
+    f, make_y0 = lorenz_ensemble()
+    y0, t = make_y0(np.random.default_rng(5), 300), np.linspace(0.0, 1.0, 4)
+    params = np.tile(f.params, (300, 1)) * np.linspace(0.9, 1.1, 300)[:, None]
+    here = of.get_num_threads()
+    expected = of.solve(f, y0, t, params=params, method="dopri5", rtol=1e-8, atol=1e-8)
+    assert _core.set_thread_num_threads(3) == 0
+    try:
+        assert of.get_num_threads() == 3
+        seen = []
+        other = threading.Thread(target=lambda: seen.append(of.get_num_threads()))
+        other.start()
+        other.join()
+        assert seen == [here]
+    finally:
+        assert _core.set_thread_num_threads(0) == 3
+    assert of.get_num_threads() == here
+
+    results = [None] * 4
+
+    def solve_alone(i):
+        _core.set_thread_num_threads(1 + i % 2)
+        results[i] = of.solve(f, y0, t, params=params, method="dopri5", rtol=1e-8, atol=1e-8)
+
+    threads = [threading.Thread(target=solve_alone, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for got in results:
+        assert_same_solution(got, expected, "a thread's own count")
+    assert of.get_num_threads() == here
+
+
 _STRESS = """
 import os, sys, threading, time
 import numpy as np

@@ -56,6 +56,15 @@ def oscillators(omegas):
     return f, np.tile([1.0, 0.0], (len(omegas), 1)), params
 
 
+def threads_seen(client=None, **kw):
+    """The odefast thread counts the chunks' solves ran with, as the chunks' own threads see
+    them: a field equal to odefast.get_num_threads() integrates exactly to it over [0, 1]."""
+    seen = of.PythonDynamics(lambda t, y, p: np.full_like(y, of.get_num_threads()))
+    sol = solve_ensemble(seen, np.zeros((40, 1)), [0.0, 1.0], chunks=10, client=client,
+                         compute=True, method="euler", dt=1.0, **kw)
+    return set(sol.ys[-1].ravel().tolist())
+
+
 def assert_close(a, b, rtol=1e-12, what=""):
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, (what, a.shape, b.shape)
@@ -96,6 +105,15 @@ def test_threads_bitwise_equal_to_one_solve(chunks):
     assert np.array_equal(ys, ref.ys) and np.array_equal(status, ref.status)
     assert np.array_equal(nfev, ref.stats["nfev"])
     assert np.array_equal(sol.ys[-1, 123:456].compute(), ref.ys[-1, 123:456])
+
+
+def test_chunks_run_on_their_own_thread_count():
+    """Each chunk runs on odefast_threads threads (default 1), set for its task's thread only:
+    Dask's threads give the parallelism and this process's count is left as it was."""
+    here = of.get_num_threads()
+    assert threads_seen() == {1.0}
+    assert threads_seen(odefast_threads=3) == {3.0}
+    assert of.get_num_threads() == here
 
 
 def test_compute_true_returns_numpy_solution():
@@ -237,12 +255,18 @@ def test_dynamics_and_shared_params_are_one_key_of_the_graph():
 
 
 def test_auto_chunks():
+    """About 6 tasks per thread, shrinking linearly to a fifth along the batch (guided), within
+    4096..2^18 trajectories a chunk; equal sizes where shrinking would break those bounds."""
     assert auto_chunks(300, 2) == (300,)
-    assert auto_chunks(10**6, 2) == (62500,) * 16
-    c = auto_chunks(10**9, 64)
-    assert sum(c) == 10**9 and max(c) <= 2**18 and max(c) - min(c) <= 1
+    c = auto_chunks(10**6, 2)
+    steps = np.diff(c)
+    assert sum(c) == 10**6 and len(c) == 12 and c[0] <= 2**18
+    assert abs(c[-1] / c[0] - 0.2) < 1e-4 and np.all(steps < 0) and np.ptp(steps) <= 2
     c = auto_chunks(100_003, 1)
-    assert sum(c) == 100_003 and len(c) == 8
+    assert sum(c) == 100_003 and len(c) == 6 and min(c) >= 4096 and c == tuple(sorted(c)[::-1])
+    for B, threads in ((10**9, 64), (10**6, 1), (50_000, 2)):   # capped at 2^18, or at 4096
+        c = auto_chunks(B, threads)
+        assert sum(c) == B and max(c) <= 2**18 and max(c) - min(c) <= 1 and min(c) >= 4096
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,8 +500,8 @@ def test_cluster_bitwise_equal_and_gradients(client):
 
 def test_cluster_shared_sent_once_and_workers_single_threaded(client):
     """One pickle of the dynamics per submission, whatever the number of chunks; each worker
-    holds one copy; worker processes run odefast on 1 thread, the client's count is untouched."""
-    threads_here = of.get_num_threads()
+    holds one copy; the chunks run odefast on 1 thread, no process's own count is changed."""
+    threads_here, threads_there = of.get_num_threads(), client.run(of.get_num_threads)
     f = CountingLorenz()
     before = CountingLorenz.pickled
     y0 = np.random.default_rng(0).normal(size=(2000, 3))
@@ -488,7 +512,8 @@ def test_cluster_shared_sent_once_and_workers_single_threaded(client):
     incoming = client.run(lambda dask_worker: [k for log in dask_worker.transfer_incoming_log
                                                for k in log["keys"] if k == key])
     assert sum(len(v) for v in incoming.values()) <= 1              # fetched once by the other worker
-    assert set(client.run(of.get_num_threads).values()) == {1}
+    assert threads_seen(client) == {1.0}
+    assert client.run(of.get_num_threads) == threads_there
     assert of.get_num_threads() == threads_here
     ran_on = client.run(lambda dask_worker: sum(1 for ts in dask_worker.state.tasks.values()
                                                 if str(ts.key).startswith("('odefast-solve-")))
@@ -515,6 +540,19 @@ def _progress(dask_scheduler, victim, prefix):
     on_victim = sum(1 for ts in chunks if any(ws.address == victim for ws in ts.who_has or ()))
     done = sum(1 for ts in chunks if ts.state == "memory")
     return on_victim, done, len(chunks)
+
+
+def test_workers_in_this_process():
+    """Workers that share the client's process (processes=False, threads: no data moved between
+    processes) give the same bits, each chunk on its task thread's own count of 1."""
+    here = of.get_num_threads()
+    f, y0, t, params = lorenz_ensemble(1000)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        out = solve_ensemble(f, y0, t, params=params, chunks=128, client=c, compute=True, **KW)
+        assert threads_seen(c) == {1.0}
+    assert_same_solution(out, of.solve(f, y0, t, params=params, **KW), "processes=False")
+    assert of.get_num_threads() == here
 
 
 def test_worker_killed_mid_run_result_complete_and_bitwise():

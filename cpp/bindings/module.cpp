@@ -582,6 +582,7 @@ PYBIND11_MODULE(_core, m) {
         "-2 for other arrays");
   m.def("set_num_threads", &odefast::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &odefast::get_num_threads);
+  m.def("set_thread_num_threads", &odefast::set_thread_num_threads, py::arg("n"));
   m.def("methods", &odefast::method_names);
   m.def("method_is_adaptive", &odefast::method_is_adaptive, py::arg("method"));
   m.def("tableau", &tableau, py::arg("method"));

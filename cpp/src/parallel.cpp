@@ -144,12 +144,20 @@ Pool& pool() {
   return p;
 }
 std::atomic<int> g_threads{0};
+thread_local int t_threads = 0;  // this thread's own count; 0: the process's (g_threads)
 
 }  // namespace
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
 
+int set_thread_num_threads(int n) {
+  const int previous = t_threads;
+  t_threads = n > 0 ? n : 0;
+  return previous;
+}
+
 int get_num_threads() {
+  if (t_threads > 0) return t_threads;
   int n = g_threads.load();
   if (n <= 0) {
     n = default_threads();

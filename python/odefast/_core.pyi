@@ -74,7 +74,11 @@ def first_non_finite(a: Any) -> int:
 
 def set_num_threads(n: int) -> None:
     """CPU threads (n <= 0: all cores, or env ODEFAST_NUM_THREADS)."""
-def get_num_threads() -> int: ...
+def set_thread_num_threads(n: int) -> int:
+    """The calling thread's own count, used by its solves instead of the process's (n <= 0:
+    follow the process's); returns the previous one (0: none was set)."""
+def get_num_threads() -> int:
+    """The calling thread's count if set, else the process's."""
 def methods() -> List[str]:
     """Names of the Runge-Kutta methods the core knows."""
 def method_is_adaptive(method: str) -> bool: ...

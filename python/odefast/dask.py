@@ -36,13 +36,15 @@ What the results promise:
   chunk) and, unlike ``client.scatter``'d data, recomputable from the graph when the worker
   holding it dies. A killed worker's chunks are recomputed by Dask, with the same bits.
 
-Threads: in a worker process each chunk's solve runs on ``odefast_threads`` odefast threads
-(default 1), and Dask's worker threads give the parallelism — start one single-threaded worker
-per core (``LocalCluster(n_workers=cores, threads_per_worker=1)``, dask-jobqueue's
-``processes=cores``) or one worker with ``nthreads=cores``. (odefast's own thread pool runs one
-parallel region at a time per process, so several Dask threads each asking for many odefast
-threads would take turns.) In the client's own process — the threaded scheduler, or a cluster
-with ``processes=False`` — the thread count is left as ``odefast.set_num_threads`` set it.
+Threads: each chunk's solve runs on ``odefast_threads`` odefast threads (default 1), set for
+the thread that runs the task only (``odefast.set_num_threads``, the process's count, is left
+alone), and Dask's threads give the parallelism — in worker processes, in workers that share the
+client's process (``processes=False``) and on the local threaded scheduler alike. Start one
+single-threaded worker per core (``LocalCluster(n_workers=cores, threads_per_worker=1)``,
+dask-jobqueue's ``processes=cores``) or one worker with ``nthreads=cores``; on one machine,
+threads (``LocalCluster(processes=False)``) move no data between processes, since the core
+releases the GIL. (odefast's own thread pool runs one parallel region at a time per process, so
+Dask threads that each ask for several odefast threads take turns.)
 
 Inputs may be NumPy arrays or dask arrays chunked along the batch only. NumPy inputs are cut
 into chunks and each chunk becomes part of the graph; for inputs of many MB per worker prefer
@@ -58,7 +60,6 @@ import dataclasses
 import math
 import numbers
 import os
-import socket
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -92,7 +93,8 @@ __all__ = ["solve_ensemble", "vjp_ensemble", "value_and_grad_ensemble", "Ensembl
            "EnsembleGradient", "Failures", "auto_chunks"]
 
 SPLIT_EVERY = 8          # fan-in of the tree reductions of summed gradients and loss values
-_AUTO_TASKS_PER_THREAD = 8
+_AUTO_TASKS_PER_THREAD = 6
+_AUTO_LAST_OVER_FIRST = 0.2   # guided chunking: the last chunk a fifth of the first
 _AUTO_MIN_CHUNK = 4096
 _AUTO_MAX_CHUNK = 1 << 18
 
@@ -280,8 +282,8 @@ def solve_ensemble(f, y0, t, params=None, chunks="auto", client=None, *, method=
         on_failure: 'warn', 'raise' or 'ignore', applied when the result is computed.
         compute: False returns a lazy :class:`EnsembleSolution`; True runs it and returns an
             ``odefast.Solution`` in NumPy.
-        odefast_threads: odefast threads per chunk in worker processes (default 1; see the
-            module docstring).
+        odefast_threads: odefast threads per chunk, for the task's thread only (default 1; see
+            the module docstring).
 
     Returns:
         EnsembleSolution (lazy dask arrays ys (len(t), B, D), status (B,), stats), or
@@ -347,12 +349,20 @@ def value_and_grad_ensemble(f, y0, t, loss, params=None, chunks="auto", client=N
 
 
 def auto_chunks(B: int, n_threads: int) -> tuple:
-    """The 'auto' chunking: about 8 tasks per worker thread (load balance for trajectories of
-    unequal cost, little lost work when a worker dies), 4096 to 262144 trajectories per chunk,
-    sizes differing by at most one."""
+    """The 'auto' chunking: about 6 tasks per worker thread (load balance for trajectories of
+    unequal cost, little lost work when a worker dies), 4096 to 262144 trajectories per chunk.
+    The sizes shrink linearly along the batch, the last a fifth of the first (guided
+    scheduling: the workers end on short tasks, so the first to run out of work waits less for
+    the others); equal sizes where that would break the bounds."""
     size = -(-B // max(1, _AUTO_TASKS_PER_THREAD * n_threads))
     size = min(max(size, min(B, _AUTO_MIN_CHUNK)), _AUTO_MAX_CHUNK)
-    return _even_chunks(B, -(-B // size))
+    n = -(-B // size)
+    weights = np.linspace(1.0, _AUTO_LAST_OVER_FIRST, n)
+    edges = np.round(np.concatenate(([0.0], np.cumsum(weights))) * (B / weights.sum()))
+    guided = tuple(int(c) for c in np.diff(edges.astype(np.int64)))
+    if n > 1 and guided[0] <= _AUTO_MAX_CHUNK and guided[-1] >= _AUTO_MIN_CHUNK:
+        return guided
+    return _even_chunks(B, n)
 
 
 # ------------------------------------------------------------------------ the chunk task
@@ -372,7 +382,6 @@ class _Shared:
     mse_weights: Optional[np.ndarray]  # MSE weights that do not vary along the batch
     mse_n: int                     # MSE: number of entries of the whole ensemble's ys
     odefast_threads: int
-    home: tuple                    # (host, pid) of the client: leave its thread count alone
 
 
 class _Chunk:
@@ -403,15 +412,17 @@ class _ChunkMSE(Loss):
         return (2.0 / self.n) * self._w(ys) * r, np.zeros_like(y0)
 
 
-def _set_worker_threads(shared: _Shared) -> None:
-    if (socket.gethostname(), os.getpid()) != shared.home:
-        if _core.get_num_threads() != shared.odefast_threads:
-            _core.set_num_threads(shared.odefast_threads)
-
-
 def _chunk(shared: _Shared, start: int, stop: int, y0, params, data, weights) -> _Chunk:
-    """One chunk, trajectories start:stop, solved (and differentiated) by the core."""
-    _set_worker_threads(shared)
+    """One chunk, trajectories start:stop, solved (and differentiated) by the core on
+    shared.odefast_threads threads (this task's thread only)."""
+    previous = _core.set_thread_num_threads(shared.odefast_threads)
+    try:
+        return _chunk_here(shared, start, stop, y0, params, data, weights)
+    finally:
+        _core.set_thread_num_threads(previous)
+
+
+def _chunk_here(shared: _Shared, start: int, stop: int, y0, params, data, weights) -> _Chunk:
     if y0 is None:
         y0 = np.broadcast_to(shared.y0_row, (stop - start, shared.y0_row.shape[0]))
     if params is None:
@@ -626,8 +637,7 @@ def _build(task, f, y0, t, params, chunks, client, method, rtol, atol, dt, max_s
                      grad_kwargs={} if task == "solve" else dict(adjoint=adjoint,
                                                                   seminorm=seminorm),
                      loss=chunk_loss, mse_weights=mse_weights, mse_n=mse_n,
-                     odefast_threads=int(odefast_threads),
-                     home=(socket.gethostname(), os.getpid()))
+                     odefast_threads=int(odefast_threads))
     layers, deps = {shared_key: {shared_key: shared}}, {shared_key: set()}
     args = {}
     for name, (x, axis) in batched.items():

@@ -12,19 +12,18 @@ shrink it). Timed after one warm-up call each, median of ``--repeats`` calls:
 * ``dask 1 worker`` / ``dask 2 workers``: ``odefast.dask.solve_ensemble(..., client=client,
   compute=True)`` on a ``LocalCluster`` of 1 or 2 single-threaded workers, from the NumPy
   inputs in this process to the NumPy Solution back in this process (graph, shipping inputs
-  and results included; both clusters up side by side, idle when not timed);
+  and results included), with worker processes and with worker threads (``processes=False``:
+  the workers share this process — Dask's advice on one machine for code that releases the
+  GIL, as the core does — and no data moves between processes);
 * ``dask 2 workers, reduced on the cluster`` (worker processes): the same ensemble reduced on
   the cluster (``sol.ys[-1].mean(axis=0)`` and the failure count): nothing per-trajectory
   comes back, the pattern for ensembles too big for one machine.
 
-Two phases, each with only its own clusters up: worker processes, then worker threads
-(``processes=False``: the workers share this process, Dask's advice on one machine for code
-that releases the GIL, as the core does; no data moves between processes). Within a phase the
-cases take turns in each repeat (plain, 1 worker, 2 workers, ..., plain, ...), so that a
-drifting machine disturbs them alike, and each phase's ratios use its own plain solve. Every
-Dask result is checked bitwise against the plain solve. The targets of issue 7: the Dask path
-on 1 worker within 10% of the plain solve, 2 workers >= 1.8x faster than 1 worker (on 2
-cores). Before measuring it waits (up to ``--wait-idle`` s) until the 1-minute load average is
+Each repeat visits every case in turn (plain, 1 worker, 2 workers, ...), so that a drifting
+machine disturbs them alike. Only the timed case's cluster is up, started afresh and warmed up
+by one call, whose result is checked bitwise against the plain solve. The targets of issue 7:
+the Dask path on 1 worker within 10% of the plain solve, 2 workers >= 1.8x faster than 1
+worker (on 2 cores). Before measuring it waits (up to ``--wait-idle`` s) until the 1-minute load average is
 under ``--max-load``, and it reports the load average before and after every series.
 """
 from __future__ import annotations
@@ -120,62 +119,59 @@ def main(argv=None) -> int:
             return client.compute([sol.ys[-1].mean(axis=0), (sol.status != 0).sum()], sync=True)
         return run
 
-    def phase(processes: bool) -> list:
-        """The cases of one kind of worker, each timed `repeats` times, taking turns with a
-        plain solve; only this phase's clusters are up (idle ones still cost CPU)."""
-        kind = "worker processes" if processes else "worker threads (processes=False)"
-        with contextlib.ExitStack() as stack:
-            def cluster(n_workers):
-                c = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                                     processes=processes, dashboard_address=":0"))
-                client = stack.enter_context(Client(c))
-                client.wait_for_workers(n_workers)
-                return client
+    def cluster(stack, n_workers, processes):
+        c = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                             processes=processes, dashboard_address=":0"))
+        client = stack.enter_context(Client(c))
+        client.wait_for_workers(n_workers)
+        return client
 
-            one, two = cluster(1), cluster(2)
-            cases = [("plain odefast.solve, 1 thread", plain, None),
-                     (f"dask 1 worker, {kind}, NumPy result", on(one), one),
-                     (f"dask 2 workers, {kind}, NumPy result", on(two), two)]
-            if processes:
-                cases.append((f"dask 2 workers, {kind}, reduced on the cluster", reduced(two), two))
-            for name, fn, client in cases:                 # warm-up, and the checks
-                out = fn()
-                if "NumPy" in name:
-                    assert same(out, ref), f"{name}: the Dask result differs from the plain solve"
-                elif client is not None:
-                    mean, n_failed = out
-                    assert np.allclose(mean, ref.ys[-1].mean(axis=0), rtol=1e-12) and n_failed == 0
-            n_chunks = {name: len(solve_ensemble(f, y0, t, params=params, chunks=chunks,
-                                                 client=client, **kw).chunks)
-                        for name, _, client in cases if client is not None}
-            # the cases take turns, repeat after repeat, so that a machine that drifts (other
-            # processes, clock) disturbs them alike
-            times = {name: [] for name, _, _ in cases}
-            loads = {name: [] for name, _, _ in cases}
-            print(kind + ":", flush=True)
-            for rep in range(args.repeats):
-                for name, fn, _ in cases:
+    # (cluster: (workers, processes) or None for the plain solve, [(case name, call(client))])
+    processes, threads = "worker processes", "worker threads (processes=False)"
+    groups = [(None, [("plain odefast.solve, 1 thread", lambda _: plain)]),
+              ((1, True), [(f"dask 1 worker, {processes}, NumPy result", on)]),
+              ((2, True), [(f"dask 2 workers, {processes}, NumPy result", on),
+                           (f"dask 2 workers, {processes}, reduced on the cluster", reduced)]),
+              ((1, False), [(f"dask 1 worker, {threads}, NumPy result", on)]),
+              ((2, False), [(f"dask 2 workers, {threads}, NumPy result", on)])]
+    names = [name for _, cases in groups for name, _ in cases]
+    times = {name: [] for name in names}
+    loads = {name: [] for name in names}
+    n_chunks = {}
+    # Each repeat visits every case in turn, so that a machine that drifts (other processes,
+    # clock) disturbs them alike; only the timed case's cluster is up (an idle one still costs
+    # CPU, in this process for worker threads), each started afresh and warmed up by one call
+    # (checked against the plain solve) before the timed one.
+    for rep in range(args.repeats):
+        for spec, cases in groups:
+            with contextlib.ExitStack() as stack:
+                client = None if spec is None else cluster(stack, *spec)
+                for name, make in cases:
+                    fn = make(client)
+                    out = fn()
+                    if "NumPy" in name:
+                        assert same(out, ref), f"{name}: the Dask result differs from the plain solve"
+                    elif client is not None:
+                        mean, n_failed = out
+                        assert np.allclose(mean, ref.ys[-1].mean(axis=0), rtol=1e-12) and n_failed == 0
+                    if client is not None:
+                        n_chunks[name] = len(solve_ensemble(f, y0, t, params=params, chunks=chunks,
+                                                            client=client, **kw).chunks)
                     l0 = loadavg()
                     t0 = time.perf_counter()
                     fn()
                     times[name].append(time.perf_counter() - t0)
                     loads[name].append(l0)
-                print(f"  repeat {rep + 1}/{args.repeats}: " + ", ".join(
-                    f"{times[n][-1]:.3f}" for n, _, _ in cases) + f" s (load {loadavg():.2f})",
-                    flush=True)
-        return [dict(case=name, phase=kind, median_s=statistics.median(times[name]),
-                     times_s=times[name], load_before=min(loads[name]), load_after=max(loads[name]),
-                     **({"chunks": n_chunks[name]} if name in n_chunks else {}))
-                for name, _, _ in cases]
-
-    by_processes = phase(True)
-    by_threads = phase(False)
-    records = by_processes + by_threads
-    plain, d1, d2 = (r["median_s"] for r in by_processes[:3])
-    plain_t, t1, t2 = (r["median_s"] for r in by_threads)
-    ratios = {"dask_1_worker_over_plain": d1 / plain, "speedup_2_workers_over_1": d1 / d2,
-              "plain_over_dask_2_workers": plain / d2,
-              "threads_1_worker_over_plain": t1 / plain_t, "threads_speedup_2_workers_over_1": t1 / t2}
+        print(f"  repeat {rep + 1}/{args.repeats}: " + ", ".join(
+            f"{times[n][-1]:.3f}" for n in names) + f" s (load {loadavg():.2f})", flush=True)
+    records = [dict(case=name, median_s=statistics.median(times[name]), times_s=times[name],
+                    load_before=min(loads[name]), load_after=max(loads[name]),
+                    **({"chunks": n_chunks[name]} if name in n_chunks else {}))
+               for name in names]
+    plain_s, d1, d2, _, t1, t2 = (r["median_s"] for r in records)
+    ratios = {"dask_1_worker_over_plain": d1 / plain_s, "speedup_2_workers_over_1": d1 / d2,
+              "plain_over_dask_2_workers": plain_s / d2,
+              "threads_1_worker_over_plain": t1 / plain_s, "threads_speedup_2_workers_over_1": t1 / t2}
     print()
     print(f"{'case':70s} {'median s':>9s} {'min s':>7s} {'max s':>7s}  load min/max")
     for r in records:

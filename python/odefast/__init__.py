@@ -46,5 +46,6 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads CPU solves use now (see :func:`set_num_threads`)."""
+    """Threads CPU solves started from this thread use now (see :func:`set_num_threads`; the
+    tasks of :mod:`odefast.dask` set a count of their own for their thread)."""
     return _core.get_num_threads()
